@@ -1,0 +1,202 @@
+"""Facial landmarks (SPEC 2.2): the landmark file format and three backends.
+
+Backends: `file` (a landmark file in the SPEC 2.1 schema), `dlib` (HOG detector and the
+68-point predictor shipped by the face-recognition-models wheel; offline) and
+`face-alignment` (FAN 68 points; downloads its weights at first use). From 68 points:
+eye_left = mean(36..41), eye_right = mean(42..47), mouth_left = 48, mouth_right = 54.
+With several faces the largest is kept and all boxes are recorded (largest first).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+POINT_NAMES = ("eye_left", "eye_right", "mouth_left", "mouth_right")
+BACKENDS = ("file", "dlib", "face-alignment")
+FAN_WEIGHT_FILES = ("2DFAN4-11f355bf06.pth.tar", "s3fd-619a316812.pth")
+
+
+def points_from_68(shape) -> dict:
+    pts = np.asarray(shape, dtype=np.float64).reshape(68, 2)
+    four = (pts[36:42].mean(0), pts[42:48].mean(0), pts[48], pts[54])
+    return {k: [round(float(v[0]), 2), round(float(v[1]), 2)] for k, v in zip(POINT_NAMES, four)}
+
+
+def to_points(landmarks) -> tuple[np.ndarray, ...]:
+    """(eye_left, eye_right, mouth_left, mouth_right) from a four-point mapping or a 68x2 array."""
+    if isinstance(landmarks, dict):
+        if "landmarks" in landmarks:  # a whole landmark-file entry
+            landmarks = landmarks["landmarks"]
+        missing = [k for k in POINT_NAMES if k not in landmarks]
+        if missing:
+            raise ValueError(f"landmarks lack {missing}")
+        pts = tuple(np.asarray(landmarks[k], dtype=np.float64) for k in POINT_NAMES)
+    else:
+        arr = np.asarray(landmarks, dtype=np.float64)
+        if arr.shape == (68, 2):
+            return to_points(points_from_68(arr))
+        if arr.shape != (4, 2):
+            raise ValueError(f"landmarks must be a mapping, a 68x2 or a 4x2 array, got shape {arr.shape}")
+        pts = tuple(arr)
+    for p in pts:
+        if p.shape != (2,) or not np.all(np.isfinite(p)):
+            raise ValueError(f"bad landmark point {p!r}")
+    return pts
+
+
+def load_landmark_file(path) -> dict:
+    """Read a landmark file: {name: {"landmarks": {...}, ...extra fields}}; validates each entry."""
+    with open(path) as f:
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a landmark file is a JSON object keyed by image name")
+    for name, entry in data.items():
+        try:
+            to_points(entry)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: entry {name!r}: {exc}") from None
+    return data
+
+
+def write_json_atomic(path, obj) -> None:
+    tmp = Path(str(path) + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _entry(shapes_and_boxes, backend: str) -> dict | None:
+    """Landmark-file entry for the largest face; None when no face was found."""
+    if not shapes_and_boxes:
+        return None
+    area = lambda b: max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])  # noqa: E731
+    ordered = sorted(shapes_and_boxes, key=lambda sb: -area(sb[1]))
+    return {
+        "landmarks": points_from_68(ordered[0][0]),
+        "n_faces": len(ordered),
+        "boxes": [[round(float(v), 1) for v in b] for _, b in ordered],
+        "backend": backend,
+    }
+
+
+class DlibDetector:
+    """dlib's HOG face detector and 68-point shape predictor, from the PyPI model package."""
+
+    def __init__(self, upsample: int = 1):
+        import dlib
+
+        # The package's __init__ imports pkg_resources; locate its files without importing it.
+        spec = importlib.util.find_spec("face_recognition_models")
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError("the dlib backend needs `pip install face-recognition-models`")
+        model = Path(spec.submodule_search_locations[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
+        if not model.exists():
+            raise RuntimeError(f"dlib's 68-point model is missing: {model}")
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(str(model))
+        self.upsample = upsample
+
+    def __call__(self, rgb: np.ndarray) -> dict | None:
+        found = []
+        for rect in self.detector(rgb, self.upsample):
+            shape = self.predictor(rgb, rect)
+            pts = [(shape.part(i).x, shape.part(i).y) for i in range(68)]
+            found.append((pts, (rect.left(), rect.top(), rect.right(), rect.bottom())))
+        return _entry(found, "dlib")
+
+
+def fan_weights_present() -> bool:
+    import torch.hub
+
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    return all((folder / f).exists() for f in FAN_WEIGHT_FILES)
+
+
+class FanDetector:
+    """face-alignment's S3FD detector + 2D FAN; weights come from its own cache or download."""
+
+    def __init__(self, device: str = "cpu"):
+        import face_alignment
+
+        self.fa = face_alignment.FaceAlignment(
+            face_alignment.LandmarksType.TWO_D, device=device, face_detector="sfd", compile=False)
+
+    def __call__(self, rgb: np.ndarray) -> dict | None:
+        shapes, _, boxes = self.fa.get_landmarks_from_image(rgb, return_bboxes=True)
+        if not shapes:
+            return None
+        return _entry([(s, b[:4]) for s, b in zip(shapes, boxes)], "face-alignment")
+
+
+def make_detector(backend: str, device: str = "cpu"):
+    if backend == "dlib":
+        return DlibDetector()
+    if backend == "face-alignment":
+        return FanDetector(device)
+    raise ValueError(f"backend {backend!r} does not detect; choose from {BACKENDS}")
+
+
+_worker_detector = None
+
+
+def _detect_one(task):
+    global _worker_detector
+    from workflow.dataset.imageio import ImageRejected, load_rgb
+
+    raw_dir, name, backend, device = task
+    if _worker_detector is None:
+        _worker_detector = make_detector(backend, device)
+    try:
+        rgb = np.asarray(load_rgb(Path(raw_dir) / name))
+    except ImageRejected:
+        return name, None  # the alignment stage records the decode failure
+    return name, _worker_detector(rgb)
+
+
+def build_landmark_file(raw_dir, out_path, backend="file", source_file=None, workers=1, device="cpu"):
+    """Landmarks of every image of `raw_dir` written as a landmark file; returns it."""
+    from workflow.dataset.imageio import list_images
+
+    names = list_images(raw_dir)
+    result = {}
+    if backend == "file":
+        if not source_file:
+            raise ValueError("backend 'file' needs a landmark file")
+        given = load_landmark_file(source_file)
+        result = {n: given[n] for n in names if n in given}
+    else:
+        tasks = [(str(raw_dir), n, backend, device) for n in names]
+        if workers > 1 and backend == "dlib":
+            from concurrent.futures import ProcessPoolExecutor
+            results = ProcessPoolExecutor(workers).map(_detect_one, tasks, chunksize=4)
+        else:
+            results = map(_detect_one, tasks)
+        for name, entry in tqdm(results, total=len(tasks), desc=f"landmarks ({backend})", unit="img", disable=None):
+            if entry is not None:
+                result[name] = entry
+    write_json_atomic(out_path, result)
+    return result
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m workflow.dataset.landmarks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--raw", required=True, help="folder of raw images")
+    p.add_argument("--backend", choices=BACKENDS, default="dlib")
+    p.add_argument("--file", help="landmark file to read (backend 'file')")
+    p.add_argument("--out", required=True, help="landmark file to write")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="torch device for face-alignment")
+    a = p.parse_args(argv)
+    result = build_landmark_file(a.raw, a.out, a.backend, a.file, a.workers, a.device)
+    print(f"{len(result)} faces found in {a.raw} ({a.backend}) -> {a.out}")
+
+
+if __name__ == "__main__":
+    main()
