@@ -29,7 +29,9 @@ def record(name, **kw):
 def crops(tmp_path):
     imgs = {f"c{i}.png": crop(i) for i in range(6)}
     imgs["blurred.png"] = crop(10).filter(ImageFilter.GaussianBlur(6))
-    imgs["copy_small.png"] = crop(0).resize((90, 90)).resize((128, 128))
+    buf = io.BytesIO()  # a near duplicate: downscaled, re-encoded as JPEG, aligned back to 128
+    crop(0).resize((100, 100), Image.LANCZOS).save(buf, "JPEG", quality=85)
+    imgs["copy_small.png"] = Image.open(buf).convert("RGB").resize((128, 128), Image.LANCZOS)
     for name, img in imgs.items():
         img.save(tmp_path / name)
     return tmp_path
@@ -55,7 +57,8 @@ def test_every_rejection_has_reason_and_value(crops):
         "missing.png": "no_face", "bad.jpg": "decode_error",
     }
     dup = next(r for r in rejections if r["reason"] == "duplicate")
-    assert dup["duplicate_of"] == "c0.png" and dup["hamming"] <= dup["threshold"]
+    assert dup["duplicate_of"] == "c0.png" and dup["hamming"] <= dup["threshold"][0]
+    assert dup["correlation"] >= dup["threshold"][1]
     blur = next(r for r in rejections if r["reason"] == "blur")
     assert blur["laplacian_var"] < blur["threshold"]
 

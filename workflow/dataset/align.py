@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.ndimage
-from PIL import Image
+from PIL import Image, ImageFilter
 from tqdm import tqdm
 
 from workflow.dataset.imageio import DEFAULT_MAX_PIXELS, ImageRejected, load_rgb, to_rgb
@@ -73,8 +73,25 @@ def padded_fraction(quad: np.ndarray, width: int, height: int, grid: int = 64) -
     return float(outside.mean())
 
 
-def _shrink_crop_pad(img: Image.Image, quad: np.ndarray, qsize: float, size: int):
-    """FFHQ steps 1-3: shrink large sources, crop to the quad, reflect-pad and fade the border."""
+def _median_uint8(arr: np.ndarray) -> np.ndarray:
+    """Per-channel median of an integer-valued (H, W, C) array, exactly as np.median, by histogram."""
+    flat = arr.reshape(-1, arr.shape[-1]).astype(np.uint8)
+    n = flat.shape[0]
+    out = []
+    for c in range(flat.shape[1]):
+        cum = np.cumsum(np.bincount(flat[:, c], minlength=256))
+        lo = int(np.searchsorted(cum, (n - 1) // 2 + 1))
+        hi = int(np.searchsorted(cum, n // 2 + 1))
+        out.append((lo + hi) / 2.0)
+    return np.array(out, dtype=np.float32)
+
+
+def _shrink_crop_pad(img: Image.Image, quad: np.ndarray, qsize: float, size: int, fast: bool = False):
+    """FFHQ steps 1-3: shrink large sources, crop to the quad, reflect-pad and fade the border.
+
+    `fast` blurs with Pillow's box-approximated Gaussian and takes the median by histogram;
+    both act only on the synthetic padded border.
+    """
     shrink = int(np.floor(qsize / size * 0.5))
     if shrink > 1:
         rsize = (int(np.rint(img.size[0] / shrink)), int(np.rint(img.size[1] / shrink)))
@@ -109,8 +126,16 @@ def _shrink_crop_pad(img: Image.Image, quad: np.ndarray, qsize: float, size: int
             1.0 - np.minimum(np.float32(y) / pad[1], np.float32(h - 1 - y) / pad[3]),
         )
         sigma = qsize * 0.02
-        arr += (scipy.ndimage.gaussian_filter(arr, [sigma, sigma, 0]) - arr) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
-        arr += (np.median(arr, axis=(0, 1)) - arr) * np.clip(mask, 0.0, 1.0)
+        if fast:  # the padded array still holds whole numbers 0..255 here
+            padded = Image.fromarray(arr.astype(np.uint8), "RGB")
+            blurred = np.asarray(padded.filter(ImageFilter.GaussianBlur(float(sigma))), dtype=np.float32)
+            median = _median_uint8(arr)
+        else:
+            blurred = scipy.ndimage.gaussian_filter(arr, [sigma, sigma, 0])
+        arr += (blurred - arr) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
+        if not fast:
+            median = np.median(arr, axis=(0, 1))
+        arr += (median - arr) * np.clip(mask, 0.0, 1.0)
         img = Image.fromarray(np.uint8(np.clip(np.rint(arr), 0, 255)), "RGB")
         quad = quad + np.array(pad[:2], float)
     return img, quad, qsize
@@ -132,7 +157,7 @@ def align_with_record(image: Image.Image, landmarks, size: int = 1024, method: s
         "padded_fraction": round(padded_fraction(quad.corners, *img.size), 4),
         "source_size": list(img.size),
     }
-    work, q, qsize = _shrink_crop_pad(img, quad.corners.copy(), quad.qsize, size)
+    work, q, qsize = _shrink_crop_pad(img, quad.corners.copy(), quad.qsize, size, fast=method == "fast")
     factor = SUPERSAMPLE[method]
     transform_size = size * factor
     if method == "fast" and qsize > transform_size:
@@ -162,15 +187,15 @@ def _align_one(task):
     name, raw_dir, out_dir, entry, size, method, max_pixels = task
     out_path = Path(out_dir) / (Path(name).with_suffix("").as_posix().replace("/", "__") + ".png")
     record = {"name": name, "aligned": None}
-    if entry is None:
-        record.update(status="rejected", reason="no_face")
-        return record
-    record.update({k: entry[k] for k in ("n_faces", "boxes") if k in entry})
-    try:
+    try:  # decode first: a broken file is a decode error whatever the detector said
         img = load_rgb(Path(raw_dir) / name, max_pixels=max_pixels)
     except ImageRejected as exc:
         record.update(status="rejected", reason=exc.reason, detail=exc.detail, **exc.values)
         return record
+    if entry is None:
+        record.update(status="rejected", reason="no_face")
+        return record
+    record.update({k: entry[k] for k in ("n_faces", "boxes") if k in entry})
     try:
         crop, geometry = align_with_record(img, entry["landmarks"], size, method)
     except (ValueError, np.linalg.LinAlgError) as exc:  # degenerate landmarks

@@ -8,7 +8,9 @@ is written with its reason and the measured value against the threshold:
   padding            share of the crop sampled outside the source above `max_padded_fraction`
   implausible_geometry  eye distance / eye-to-mouth distance outside `eye_mouth_ratio`
   blur               variance of the Laplacian of the grey crop below `blur_threshold`
-  duplicate          perceptual hash within `dedup_hamming` bits of a larger-source image
+  duplicate          perceptual hash within `dedup_hamming` bits of a larger-source image, confirmed
+                     by the correlation of 64x64 grey thumbnails (aligned faces all share one layout,
+                     so the hash alone pairs up different faces of a similar look)
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ class FilterConfig:
     max_second_face_ratio: float = 0.5     # a second face this large makes the image ambiguous
     eye_mouth_ratio: tuple = (0.6, 2.0)    # plausible eye distance / eye-to-mouth distance
     blur_threshold: float = 50.0           # Laplacian variance at 256 px, grey 0..255
-    dedup_hamming: int = 6                 # 64-bit pHash distance that counts as a duplicate
+    dedup_hamming: int = 10                # 64-bit pHash distance that makes two crops candidates
+    dedup_min_correlation: float = 0.995   # thumbnail correlation that confirms a duplicate
     analysis_size: int = 256               # crops are measured at this size
 
     @classmethod
@@ -52,13 +55,21 @@ def laplacian_variance(grey: np.ndarray) -> float:
     return float(scipy.ndimage.laplace(grey.astype(np.float64)).var())
 
 
+def thumbnail_signature(img: Image.Image, side: int = 64) -> np.ndarray:
+    """Zero-mean, unit-norm grey thumbnail: the dot product of two is their correlation."""
+    g = np.asarray(img.convert("L").resize((side, side), Image.BOX), dtype=np.float32).ravel()
+    g = g - g.mean()
+    return g / max(float(np.linalg.norm(g)), 1e-6)
+
+
 def measure_crop(path, analysis_size: int) -> dict:
     with Image.open(path) as img:
         img = img.convert("RGB")
         if img.size != (analysis_size, analysis_size):
             img = img.resize((analysis_size, analysis_size), Image.LANCZOS)
         grey = np.asarray(img.convert("L"))
-        return {"laplacian_var": round(laplacian_variance(grey), 3), "phash": str(imagehash.phash(img))}
+        return {"laplacian_var": round(laplacian_variance(grey), 3), "phash": str(imagehash.phash(img)),
+                "signature": thumbnail_signature(img)}
 
 
 def _measure_task(args):
@@ -118,18 +129,25 @@ def filter_records(records: list[dict], aligned_dir, cfg: FilterConfig, workers:
     def source_pixels(rec):
         return rec["source_size"][0] * rec["source_size"][1]
     order = sorted(sharp, key=lambda rm: (-source_pixels(rm[0]), -rm[0]["qsize"], rm[0]["name"]))
-    kept_hashes: list[tuple[str, imagehash.ImageHash]] = []
+    kept: list[tuple[str, imagehash.ImageHash, np.ndarray]] = []
     accepted = set()
     for rec, m in order:
         h = imagehash.hex_to_hash(m["phash"])
-        match = next(((n, h - kh) for n, kh in kept_hashes if h - kh <= cfg.dedup_hamming), None)
+        match = None
+        for name, kh, ksig in kept:
+            if h - kh <= cfg.dedup_hamming:
+                corr = float(np.dot(m["signature"], ksig))
+                if corr >= cfg.dedup_min_correlation:
+                    match = (name, h - kh, corr)
+                    break
         if match:
             rejections.append({"name": rec["name"], "reason": "duplicate", "duplicate_of": match[0],
-                               "hamming": int(match[1]), "threshold": cfg.dedup_hamming})
+                               "hamming": int(match[1]), "correlation": round(match[2], 5),
+                               "threshold": [cfg.dedup_hamming, cfg.dedup_min_correlation]})
         else:
-            kept_hashes.append((rec["name"], h))
+            kept.append((rec["name"], h, m["signature"]))
             accepted.add(rec["name"])
-    stats = {rec["name"]: m for rec, m in sharp}
+    stats = {rec["name"]: {k: v for k, v in m.items() if k != "signature"} for rec, m in sharp}
     accepted_names = [r["name"] for r in records if r["name"] in accepted]
     position = {r["name"]: i for i, r in enumerate(records)}
     rejections.sort(key=lambda r: position[r["name"]])

@@ -1,0 +1,110 @@
+"""End-to-end: the real Snakefile on a small demo config, lint, and kill-then-resume."""
+import filecmp
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lmdb
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {
+    "workers": 2,
+    "demo": {"n_style": 60, "n_face": 40, "canvas": 448, "identities": 16},
+    "alignment": {"size": 128, "method": "fast", "max_pixels": 50_000_000},
+    "filter": {"min_qsize": 64},
+    "lmdb": {"sizes": [32, 64, 128], "format": "jpeg", "quality": 95},
+}
+
+
+def make_workdir(path: Path) -> Path:
+    """A working directory holding the default config with the small overrides merged in."""
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for key, value in SMALL.items():
+        if isinstance(value, dict):
+            cfg[key].update(value)
+        else:
+            cfg[key] = value
+    cfg["output_dir"] = "results"
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def snakemake(workdir: Path, *args, **kw):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def lmdb_items(path: Path) -> dict:
+    with lmdb.open(str(path), readonly=True, lock=False) as env, env.begin() as txn:
+        return dict(txn.cursor())
+
+
+def test_lint_is_clean():
+    out = snakemake(ROOT, "--lint")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Congratulations" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    work = make_workdir(tmp_path_factory.mktemp("run"))
+    out = snakemake(work)
+    assert out.returncode == 0, out.stderr[-4000:]
+    return work / "results"
+
+
+def test_demo_dataset_stage(finished_run):
+    data = finished_run / "data"
+    truth = json.loads((finished_run / "demo" / "truth.json").read_text())
+    for dataset in ("style", "face"):
+        card = json.loads((data / dataset / "card" / "card.json").read_text())
+        raw = truth["datasets"][dataset]
+        assert card["raw_images"] == len(raw)
+        assert card["accepted"] + card["rejected"] == len(raw)
+        items = lmdb_items(data / dataset / "lmdb")
+        assert int(items[b"length"]) == card["accepted"] > 0
+        assert {f"{s}-{i:05d}".encode() for s in (32, 64, 128) for i in range(card["accepted"])} <= set(items)
+        assert (data / dataset / "card" / "contact_sheet.png").stat().st_size > 1000
+        # Every planted defect ends with a recorded reason.
+        rejected = {json.loads(line)["name"] for line in (data / dataset / "rejections.jsonl").read_text().splitlines()}
+        for name, t in raw.items():
+            if t["defect"] and not t["defect"].startswith("duplicate"):
+                assert name in rejected, (name, t["defect"])
+    check = json.loads((data / "demo_truth_check.json").read_text())
+    assert set(check) == {"style", "face"}
+    for dataset in ("style", "face"):
+        assert check[dataset]["recall"] >= 0.8
+        assert check[dataset]["landmark_error_pct_of_size"]["max"] < 1.0
+    assert (finished_run / "logs").is_dir() and (finished_run / "benchmarks").is_dir()
+
+
+def test_kill_and_rerun_gives_identical_outputs(finished_run, tmp_path):
+    work = make_workdir(tmp_path / "killed")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work), "--cores", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    aligned = work / "results" / "data" / "style" / "aligned"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if aligned.is_dir() and len(list(aligned.glob("*.png"))) >= 10:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    out = snakemake(work, "--rerun-incomplete", "--unlock")
+    out = snakemake(work, "--rerun-incomplete")
+    assert out.returncode == 0, out.stderr[-4000:]
+    for dataset in ("style", "face"):
+        a, b = finished_run / "data" / dataset, work / "results" / "data" / dataset
+        for name in ("alignment.jsonl", "accepted.txt", "rejections.jsonl", "card/card.json"):
+            assert filecmp.cmp(a / name, b / name, shallow=False), name
+        assert lmdb_items(a / "lmdb") == lmdb_items(b / "lmdb")
+        assert sorted(p.name for p in (a / "aligned").iterdir()) == sorted(p.name for p in (b / "aligned").iterdir())
