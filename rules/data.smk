@@ -1,44 +1,6 @@
 # Dataset half of the DAG (SPEC 2): raw images -> landmarks -> aligned crops -> filter -> LMDB + card.
 
 
-def raw_dir(dataset):
-    cfg = dataset_cfg(dataset)
-    source = cfg["source"]
-    if source == "demo":
-        return f"{OUT}/demo/{dataset}/raw"
-    if source == "folder":
-        if not cfg.get("folder"):
-            raise ValueError(f"datasets.{dataset}.source is 'folder' but datasets.{dataset}.folder is not set")
-        return cfg["folder"]
-    return f"{OUT}/acquire/{dataset}/images"
-
-
-def given_landmarks(dataset):
-    """The landmark file a source brings, or [] when landmarks must be detected."""
-    cfg = dataset_cfg(dataset)
-    if cfg.get("landmarks", "file") != "file":
-        return []
-    source = cfg["source"]
-    if source == "demo":
-        return f"{OUT}/demo/{dataset}/landmarks.json"
-    if source in ("aahq_json", "ffhq_json"):
-        return f"{OUT}/acquire/{dataset}/landmarks.json"
-    if cfg.get("landmark_file"):
-        return cfg["landmark_file"]
-    raise ValueError(
-        f"datasets.{dataset}.landmarks is 'file' but source {source!r} brings no landmark file: "
-        f"set datasets.{dataset}.landmark_file or choose landmarks: dlib | face-alignment"
-    )
-
-
-def dataset_targets():
-    targets = [f"{OUT}/data/{d}/card/card.json" for d in DATASETS]
-    targets += [f"{OUT}/data/{d}/lmdb" for d in DATASETS]
-    if uses_demo():
-        targets.append(f"{OUT}/data/demo_truth_check.json")
-    return targets
-
-
 rule demo_portraits:
     output:
         style_raw=directory(f"{OUT}/demo/style/raw"),
@@ -47,7 +9,7 @@ rule demo_portraits:
         face_landmarks=f"{OUT}/demo/face/landmarks.json",
         truth=f"{OUT}/demo/truth.json",
     params:
-        out=f"{OUT}/demo",
+        out=lambda w, output: os.path.dirname(output.truth),
         seed=config["seed"],
         n_style=config["demo"]["n_style"],
         n_face=config["demo"]["n_face"],
@@ -98,7 +60,6 @@ rule align:
         size=config["alignment"]["size"],
         method=config["alignment"]["method"],
         max_pixels=config["alignment"]["max_pixels"],
-        limit=lambda w: f"--limit {dataset_cfg(w.dataset)['limit']}" if dataset_cfg(w.dataset).get("limit") else "",
     log:
         f"{OUT}/logs/align_{{dataset}}.log",
     benchmark:
@@ -109,7 +70,7 @@ rule align:
     shell:
         "python -m workflow.dataset.align --raw {input.raw} --landmarks {input.landmarks}"
         " --out {output.aligned} --records {output.records} --size {params.size}"
-        " --method {params.method} --max-pixels {params.max_pixels} {params.limit}"
+        " --method {params.method} --max-pixels {params.max_pixels}"
         " --workers {threads} > {log} 2>&1"
 
 
@@ -194,7 +155,7 @@ rule demo_truth_check:
         f"{OUT}/data/demo_truth_check.json",
     params:
         size=config["alignment"]["size"],
-        data_dir=f"{OUT}/data",
+        data_dir=lambda w, output: os.path.dirname(output[0]),
     log:
         f"{OUT}/logs/demo_truth_check.log",
     benchmark:

@@ -102,6 +102,25 @@ def test_any_mode_gives_rgb(mode):
         assert np.abs(np.asarray(out, float) - grey).mean() < 1.0  # 16-bit is rescaled, not clipped
 
 
+def test_aligned_backend_keeps_an_aligned_image(tmp_path):
+    from workflow.dataset.align import align_folder
+    from workflow.dataset.landmarks import build_landmark_file
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    img = textured_face(256, 256)
+    img.save(raw / "00000.png")
+    entry = build_landmark_file(raw, tmp_path / "lm.json", backend="aligned")["00000.png"]
+    _, rec = align_with_record(img, entry["landmarks"], 256, "reference")
+    # The canonical landmarks describe the whole image as the FFHQ quad...
+    assert np.allclose(rec["quad"], [[-0.5, -0.5], [-0.5, 255.5], [255.5, 255.5], [255.5, -0.5]], atol=1e-6)
+    assert rec["padded_fraction"] == 0.0
+    # ...and the folder stage keeps the pixels instead of re-sampling them.
+    recs = align_folder(raw, tmp_path / "lm.json", tmp_path / "out", tmp_path / "r.jsonl", size=256)
+    assert recs[0]["status"] == "aligned"
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "00000.png")), np.asarray(img))
+
+
 def test_68_points_accepted():
     pts = np.zeros((68, 2))
     pts[36:42] = LANDMARKS["eye_left"]

@@ -201,6 +201,10 @@ def _align_one(task):
     except (ValueError, np.linalg.LinAlgError) as exc:  # degenerate landmarks
         record.update(status="rejected", reason="bad_landmarks", detail=str(exc))
         return record
+    if entry.get("backend") == "aligned":
+        # Already an FFHQ crop: its quad is the whole image, so only resize. Realigning would
+        # reflect-pad and blur the border band, as the FFHQ recipe does at image edges.
+        crop = img if img.size == (size, size) else img.resize((size, size), Image.LANCZOS)
     tmp = out_path.with_name(out_path.name + ".tmp")
     crop.save(tmp, format="PNG", compress_level=1)
     os.replace(tmp, out_path)

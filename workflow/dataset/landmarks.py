@@ -1,8 +1,10 @@
 """Facial landmarks (SPEC 2.2): the landmark file format and three backends.
 
 Backends: `file` (a landmark file in the SPEC 2.1 schema), `dlib` (HOG detector and the
-68-point predictor shipped by the face-recognition-models wheel; offline) and
-`face-alignment` (FAN 68 points; downloads its weights at first use). From 68 points:
+68-point predictor shipped by the face-recognition-models wheel; offline),
+`face-alignment` (FAN 68 points; downloads its weights at first use) and `aligned` (the
+images are FFHQ-aligned crops already, e.g. the official FFHQ release: the landmarks are
+the canonical ones whose FFHQ quad is the whole image, so alignment only resamples). From 68 points:
 eye_left = mean(36..41), eye_right = mean(42..47), mouth_left = 48, mouth_right = 54.
 With several faces the largest is kept and all boxes are recorded (largest first).
 """
@@ -18,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 POINT_NAMES = ("eye_left", "eye_right", "mouth_left", "mouth_right")
-BACKENDS = ("file", "dlib", "face-alignment")
+BACKENDS = ("file", "dlib", "face-alignment", "aligned")
 FAN_WEIGHT_FILES = ("2DFAN4-11f355bf06.pth.tar", "s3fd-619a316812.pth")
 
 
@@ -48,6 +50,19 @@ def to_points(landmarks) -> tuple[np.ndarray, ...]:
         if p.shape != (2,) or not np.all(np.isfinite(p)):
             raise ValueError(f"bad landmark point {p!r}")
     return pts
+
+
+def canonical_landmarks(width: int, height: int) -> dict:
+    """Landmarks whose FFHQ quad is exactly the image (eye distance S/4, eyes-to-mouth S/4).
+
+    The -0.5 turns pixel-edge coordinates into the pixel-centre convention of landmarks.
+    """
+    s = float(min(width, height))
+    eye_y, mouth_y = 0.475 * s - 0.5, 0.725 * s - 0.5
+    pts = {"eye_left": [0.375 * s - 0.5, eye_y], "eye_right": [0.625 * s - 0.5, eye_y],
+           "mouth_left": [0.4 * s - 0.5, mouth_y], "mouth_right": [0.6 * s - 0.5, mouth_y]}
+    return {"landmarks": {k: [round(v[0], 3), round(v[1], 3)] for k, v in pts.items()},
+            "n_faces": 1, "boxes": [[0.0, 0.0, float(width), float(height)]], "backend": "aligned"}
 
 
 def load_landmark_file(path) -> dict:
@@ -170,6 +185,15 @@ def build_landmark_file(raw_dir, out_path, backend="file", source_file=None, wor
             raise ValueError("backend 'file' needs a landmark file")
         given = load_landmark_file(source_file)
         result = {n: given[n] for n in names if n in given}
+    elif backend == "aligned":
+        from PIL import Image, UnidentifiedImageError
+
+        for n in tqdm(names, desc="landmarks (aligned)", unit="img", disable=None):
+            try:
+                with Image.open(Path(raw_dir) / n) as img:  # header only
+                    result[n] = canonical_landmarks(*img.size)
+            except (OSError, UnidentifiedImageError):
+                pass  # the alignment stage records the decode failure
     else:
         tasks = [(str(raw_dir), n, backend, device) for n in names]
         if workers > 1 and backend == "dlib":

@@ -1,0 +1,180 @@
+"""FFHQ (or any local image folder) into DIR/images + DIR/manifest.jsonl.
+
+    python -m workflow.dataset.ffhq --folder images1024x1024 --out DIR [--size 1024] [--limit N]
+    python -m workflow.dataset.ffhq --metadata ffhq-dataset-v2.json --out DIR [--limit N]
+
+--folder verifies a tree of already aligned images (decodable within the pixel cap, square, of
+the expected size; `--size 0` accepts any size, for a folder of raw artworks) and links them
+into DIR/images under the same relative paths (hard link, else symbolic link, else copy).
+--metadata downloads the in-the-wild images listed in NVIDIA's official metadata JSON through the
+same polite machinery, checks their MD5, and writes DIR/landmarks.json from the 68 landmarks
+(SPEC 2.2: eye_left = mean(36..41), eye_right = mean(42..47), mouth_left = 48, mouth_right = 54).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .download import Downloader, ImageCheckError, check_image, link_or_copy, sanitize_name
+from .http_client import ChallengeError
+from .manifest import Manifest, make_record, write_json_atomic
+from .scrape import add_client_args, client_from_args, finish
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
+
+
+def four_points(landmarks68) -> dict:
+    """SPEC 2.2 four-point landmarks from a 68x2 array (image coordinates)."""
+    pts = np.asarray(landmarks68, dtype=np.float64)
+    if pts.shape != (68, 2):
+        raise ValueError(f"expected 68x2 landmarks, got {pts.shape}")
+    return {
+        "eye_left": pts[36:42].mean(axis=0).tolist(),
+        "eye_right": pts[42:48].mean(axis=0).tolist(),
+        "mouth_left": pts[48].tolist(),
+        "mouth_right": pts[54].tolist(),
+    }
+
+
+def list_folder(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def ingest_folder(folder: Path, out: Path, size: int, limit: int | None, max_pixels: int,
+                  label: str, progress: bool) -> tuple[dict, set]:
+    names = list_folder(folder)
+    if limit is not None:
+        names = names[:limit]
+    manifest = Manifest(out / "manifest.jsonl")
+    counts = {"ok": 0, "skipped": 0}
+    try:
+        for rel in tqdm(names, desc=label, unit="img", disable=not progress):
+            prev = manifest.get(f"{label}/{rel}")
+            if prev and prev["status"] == "skipped":
+                continue
+            if prev and prev["status"] == "ok" and (out / prev["path"]).exists():
+                continue
+            src = folder / rel
+            data = src.read_bytes()
+            base = {"project_id": label, "asset_id": rel, "url": src.resolve().as_uri()}
+            try:
+                _, width, height = check_image(data, max_pixels)
+                if size and width != height:
+                    raise ImageCheckError(f"not_square:{width}x{height}")
+                if size and width != size:
+                    raise ImageCheckError(f"wrong_size:{width}x{height}")
+            except ImageCheckError as exc:
+                manifest.append(make_record(**base, status="skipped", reason=exc.reason, size=len(data)))
+                counts["skipped"] += 1
+                continue
+            # the relative path is kept (sanitised per component) so landmark files stay valid
+            parts = [p if p == sanitize_name(p) else sanitize_name(p) for p in Path(rel).parts]
+            dst = out / "images" / Path(*parts)
+            link_or_copy(src, dst)
+            manifest.append(make_record(
+                **base, status="ok", path=dst.relative_to(out).as_posix(),
+                sha256=hashlib.sha256(data).hexdigest(), size=len(data), width=width,
+                height=height, attempts=0))
+            counts["ok"] += 1
+    finally:
+        manifest.compact()
+        manifest.close()
+    return counts, {f"{label}/{rel}" for rel in names}
+
+
+def load_metadata(path: Path) -> list[tuple[str, dict]]:
+    with open(path, encoding="utf-8") as f:
+        meta = json.load(f)
+    items = meta.items() if isinstance(meta, dict) else enumerate(meta)
+    pairs = [(str(k), v) for k, v in items if isinstance(v, dict)]
+    return sorted(pairs, key=lambda kv: (int(kv[0]) if kv[0].isdigit() else 1 << 62, kv[0]))
+
+
+def md5_check(expected: str | None):
+    if not expected:
+        return None
+    return lambda data: None if hashlib.md5(data).hexdigest() == expected.lower() else "md5_mismatch"
+
+
+def fetch_from_metadata(args) -> int:
+    entries = load_metadata(args.metadata)
+    if args.limit is not None:
+        entries = entries[: args.limit]
+    manifest = Manifest(args.out / "manifest.jsonl")
+    downloader = Downloader(client_from_args(args), args.out, manifest, args.max_pixels)
+    landmarks_by_key, status = {}, 0
+    try:
+        for key, entry in tqdm(entries, desc="ffhq", unit="img", disable=args.no_progress):
+            part = entry.get(args.which) or {}
+            info = entry.get("metadata") or {}
+            base = {"project_id": "ffhq", "asset_id": key, "url": part.get("file_url"),
+                    "artist": info.get("author"), "title": info.get("photo_title"),
+                    "project_url": info.get("photo_url"), "license": info.get("license")}
+            try:
+                landmarks_by_key[key] = four_points(part.get("face_landmarks"))
+            except (ValueError, TypeError):
+                pass
+            if downloader.done(f"ffhq/{key}"):
+                continue
+            if not part.get("file_url"):
+                downloader.skip(base, f"no_{args.which}_url")
+                continue
+            stem = Path(part.get("file_path") or f"{int(key):05d}").stem
+            downloader.download(base, [part["file_url"]], stem, check=md5_check(part.get("file_md5")))
+    except ChallengeError as exc:
+        print(f"STOPPED: {exc}", file=sys.stderr)
+        status = 3
+    finally:
+        manifest.compact()
+        table = {}
+        for rec in manifest.records.values():
+            if rec.get("status") == "ok" and rec["asset_id"] in landmarks_by_key:
+                rel = Path(rec["path"]).relative_to("images").as_posix()
+                table[rel] = {"landmarks": landmarks_by_key[rec["asset_id"]], "ffhq_index": rec["asset_id"],
+                              "image_url": rec["url"]}
+        write_json_atomic(args.out / "landmarks.json", table)
+        manifest.close()
+    c = downloader.counts
+    print(f"ffhq: {c['ok']} downloaded, {c['failed']} failed, {c['skipped']} skipped this run; "
+          f"{len(table)} images with landmarks", file=sys.stderr)
+    return finish(args, status, keys={f"ffhq/{key}" for key, _ in entries})
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m workflow.dataset.ffhq",
+        description="Verify a local folder of FFHQ images, or download FFHQ from its metadata JSON.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--folder", type=Path, help="folder of aligned images (recursive)")
+    source.add_argument("--metadata", type=Path, help="official ffhq-dataset-v2.json")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--limit", type=int, default=None, help="take the first N images")
+    parser.add_argument("--size", type=int, default=1024,
+                        help="--folder: expected square size; 0 accepts any size (default 1024)")
+    parser.add_argument("--label", default="ffhq", help="--folder: project_id in the manifest")
+    parser.add_argument("--which", choices=("in_the_wild", "image"), default="in_the_wild",
+                        help="--metadata: raw in-the-wild photos (default) or the aligned 1024 images")
+    add_client_args(parser, delay=0.5)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.folder is not None:
+        if not args.folder.is_dir():
+            raise SystemExit(f"{args.folder}: not a folder")
+        counts, keys = ingest_folder(args.folder, args.out, args.size, args.limit, args.max_pixels,
+                               args.label, not args.no_progress)
+        print(f"{args.label}: {counts['ok']} images linked, {counts['skipped']} rejected (see "
+              f"{args.out / 'manifest.jsonl'})", file=sys.stderr)
+        return finish(args, 0, keys=keys)
+    return fetch_from_metadata(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""Scrape Artstation's Portraits channel into DIR/images and DIR/manifest.jsonl (SPEC 2.1, 7.4).
+
+    python -m workflow.dataset.scrape --base-url URL --out DIR [--max-projects N] [--delay S]
+
+The channel is resolved by name from channels.json; its listing is paged for several sort
+orders (each is capped near 10k projects by the site) and de-duplicated by project. Each
+project's JSON gives its assets; image assets are fetched as the `/4k/` variant, falling back
+to the URL given. Projects tagged NoAI and adult projects are skipped and recorded with the
+reason. Rerunning resumes: assets already `ok` or `skipped` are never fetched again.
+The result is for research only; the images remain their artists'.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+from tqdm import tqdm
+
+from .download import DEFAULT_MAX_PIXELS, Downloader, publish
+from .http_client import USER_AGENT, ChallengeError, FetchError, PoliteClient
+from .manifest import Manifest
+
+DEFAULT_BASE_URL = "https://www.artstation.com"
+DEFAULT_CHANNEL = "Portraits"
+DEFAULT_SORTINGS = ("trending", "latest", "popular")
+LISTING_DEPTH = 10_000  # the site stops listing a sort order near this many projects
+
+
+def is_noai(tags) -> bool:
+    """True when any tag equals "noai" ignoring case, spaces, hyphens (and underscores)."""
+    for tag in tags or ():
+        name = tag.get("name", "") if isinstance(tag, dict) else str(tag)
+        if re.sub(r"[\s\-_]+", "", name).lower() == "noai":
+            return True
+    return False
+
+
+def candidate_urls(image_url: str) -> list[str]:
+    """The larger `/4k/` variant first when the URL has a `/large/` segment, then the URL itself."""
+    if "/large/" in image_url:
+        return [image_url.replace("/large/", "/4k/", 1), image_url]
+    return [image_url]
+
+
+class ArtstationScraper:
+    def __init__(self, client: PoliteClient, out: Path, base_url: str = DEFAULT_BASE_URL,
+                 channel: str = DEFAULT_CHANNEL, sortings=DEFAULT_SORTINGS, per_page: int = 50,
+                 max_projects: int | None = None, limit: int | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True, log=print):
+        self.client = client
+        self.out = Path(out)
+        self.base = base_url.rstrip("/")
+        self.channel = channel
+        self.sortings = list(sortings)
+        self.per_page = per_page
+        self.max_projects = max_projects
+        self.limit = limit  # stop once this many images are ok (this run and earlier ones)
+        self.progress = progress
+        self.log = log
+        self.manifest = Manifest(self.out / "manifest.jsonl")
+        # Project-level state (listing position is cheap to redo; project JSON is not).
+        self.projects = Manifest(self.out / "state" / "projects.jsonl")
+        self.downloader = Downloader(client, self.out, self.manifest, max_pixels)
+        self._ok_before = sum(r.get("status") == "ok" for r in self.manifest.records.values())
+
+    # -- listing ------------------------------------------------------------------------
+    def resolve_channel(self) -> int:
+        if str(self.channel).isdigit():
+            return int(self.channel)
+        data = self.client.get_json(f"{self.base}/api/v2/community/channels/channels.json")
+        channels = data.get("data", []) if isinstance(data, dict) else data
+        wanted = self.channel.strip().casefold()
+        for ch in channels:
+            if str(ch.get("name", "")).strip().casefold() == wanted:
+                return int(ch["id"])
+        names = ", ".join(sorted(str(ch.get("name")) for ch in channels))
+        raise SystemExit(f"channel {self.channel!r} not found; available: {names}")
+
+    def list_projects(self, channel_id: int) -> list[str]:
+        """Unique project hash ids, in order of first appearance over the sort orders."""
+        seen: dict[str, None] = {}
+        max_pages = math.ceil(LISTING_DEPTH / self.per_page)
+        for sorting in self.sortings:
+            page, total = 1, None
+            while page <= max_pages:
+                query = urlencode({"channel_id": channel_id, "page": page,
+                                   "per_page": self.per_page, "sorting": sorting})
+                try:
+                    data = self.client.get_json(
+                        f"{self.base}/api/v2/community/channels/projects.json?{query}")
+                except FetchError as exc:
+                    self.log(f"listing {sorting} page {page} failed ({exc.reason}); next sort order")
+                    break
+                if not isinstance(data, dict) or not isinstance(data.get("data") or [], list):
+                    self.log(f"listing {sorting} page {page}: unexpected JSON; next sort order")
+                    break
+                items = data.get("data") or []
+                total = data.get("total_count", total)
+                for item in items:
+                    if not isinstance(item, dict):
+                        continue
+                    hash_id = item.get("hash_id") or item.get("id")
+                    if hash_id is not None:
+                        seen.setdefault(str(hash_id), None)
+                    if self.max_projects and len(seen) >= self.max_projects:
+                        return list(seen)
+                if not items or (total is not None and page * self.per_page >= int(total)):
+                    break
+                page += 1
+        return list(seen)
+
+    # -- projects -------------------------------------------------------------------------
+    def project_done(self, hash_id: str) -> bool:
+        state = self.projects.get(f"{hash_id}/None")
+        if state is None or state.get("status") == "failed":
+            return False
+        return all(self.downloader.done(f"{hash_id}/{a}") for a in state.get("asset_ids", []))
+
+    def process_project(self, hash_id: str) -> None:
+        if self.project_done(hash_id):
+            self.downloader.counts["kept"] += 1
+            return
+        try:
+            project = self.client.get_json(f"{self.base}/projects/{quote(hash_id, safe='')}.json")
+            if not isinstance(project, dict):
+                raise FetchError("unexpected_json", hash_id, 1)
+        except FetchError as exc:
+            self.projects.append({"project_id": hash_id, "asset_id": None, "status": "failed",
+                                  "reason": exc.reason, "attempts": exc.attempts})
+            self.log(f"project {hash_id}: {exc.reason}")
+            return
+        user = project.get("user") if isinstance(project.get("user"), dict) else {}
+        base = {
+            "project_id": hash_id,
+            "artist": user.get("full_name") or user.get("username"),
+            "artist_username": user.get("username"),
+            "title": project.get("title"),
+            "project_url": project.get("permalink") or f"{self.base}/artwork/{hash_id}",
+        }
+        project_reasons = []
+        if is_noai(project.get("tags")):
+            project_reasons.append("noai_tag")
+        if project.get("adult_content"):
+            project_reasons.append("adult_content")
+        assets = [a for a in project.get("assets") or [] if isinstance(a, dict) and "id" in a]
+        for asset in assets:
+            rec = {**base, "asset_id": str(asset["id"]), "url": asset.get("image_url")}
+            key = f"{hash_id}/{rec['asset_id']}"
+            if self.downloader.done(key):
+                continue
+            if project_reasons:
+                self.downloader.skip(rec, ",".join(project_reasons))
+            elif asset.get("asset_type") != "image":
+                self.downloader.skip(rec, f"asset_type:{asset.get('asset_type')}")
+            elif not asset.get("has_image", True) or not asset.get("image_url"):
+                self.downloader.skip(rec, "no_image")
+            elif self.limit_reached():
+                return  # no project record: a rerun with a larger limit comes back here
+            else:
+                stem = f"{hash_id}_{rec['asset_id']}"
+                self.downloader.download(rec, candidate_urls(asset["image_url"]), stem)
+        self.projects.append({"project_id": hash_id, "asset_id": None, "status": "ok",
+                              "reason": ",".join(project_reasons) or None,
+                              "asset_ids": [str(a["id"]) for a in assets]})
+
+    def limit_reached(self) -> bool:
+        if self.limit is None:
+            return False
+        return self._ok_before + self.downloader.counts["ok"] >= self.limit
+
+    def run(self) -> int:
+        """Scrape; returns the process exit status (0 ok, 3 stopped on challenges)."""
+        status = 0
+        try:
+            channel_id = self.resolve_channel()
+            hash_ids = self.list_projects(channel_id)
+            if self.max_projects:
+                hash_ids = hash_ids[: self.max_projects]
+            self.log(f"channel {self.channel!r} (id {channel_id}): {len(hash_ids)} projects "
+                     f"over sort orders {', '.join(self.sortings)}")
+            for hash_id in tqdm(hash_ids, desc="projects", unit="proj", disable=not self.progress):
+                if self.limit_reached():
+                    self.log(f"limit of {self.limit} images reached")
+                    break
+                self.process_project(hash_id)
+        except ChallengeError as exc:
+            self.log(f"STOPPED: {exc}")
+            status = 3
+        except FetchError as exc:
+            self.log(f"STOPPED: cannot read the channel list: {exc}")
+            status = 2
+        finally:
+            self.manifest.compact()
+            self.projects.compact()
+            self.manifest.close()
+            self.projects.close()
+        counts = self.downloader.counts
+        self.log(f"assets: {counts['ok']} downloaded, {counts['skipped']} skipped, "
+                 f"{counts['failed']} failed this run; {counts['kept']} projects already complete; "
+                 f"{self.client.requests_made} requests")
+        return status
+
+
+def add_client_args(parser: argparse.ArgumentParser, delay: float = 1.0) -> None:
+    g = parser.add_argument_group("politeness and safety")
+    g.add_argument("--delay", type=float, default=delay,
+                   help=f"minimum seconds between requests (default {delay})")
+    g.add_argument("--timeout", type=float, default=30.0, help="seconds per connect/read (default 30)")
+    g.add_argument("--max-retries", type=int, default=5,
+                   help="retries on 429/5xx/timeouts/resets, capped exponential back-off (default 5)")
+    g.add_argument("--backoff", type=float, default=2.0, help="first back-off in seconds (default 2)")
+    g.add_argument("--backoff-cap", type=float, default=120.0, help="longest back-off (default 120)")
+    g.add_argument("--allow-host", action="append", default=[], metavar="HOST",
+                   help="a host that redirects may lead to (repeatable; default: same host only)")
+    g.add_argument("--max-bytes", type=int, default=64 * 2**20, help="response size cap")
+    g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="decoded pixel cap")
+    g.add_argument("--challenge-limit", type=int, default=3,
+                   help="stop after this many consecutive 403 challenge pages (default 3)")
+    g.add_argument("--user-agent", default=USER_AGENT)
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--publish", type=Path, default=None, metavar="DIR",
+                        help="after a successful run, expose images/ (as links), manifest.jsonl and "
+                             "landmarks.json under DIR; --out stays the resumable work folder")
+
+
+def finish(args, status: int, keys=None, limit: int | None = None) -> int:
+    """Publish (the records in `keys`, at most `limit` ok ones) when asked and the run
+    succeeded; returns the exit status."""
+    if status == 0 and args.publish is not None:
+        n = publish(args.out, args.publish, keys, limit)
+        print(f"published {n} images to {args.publish}", file=sys.stderr)
+    return status
+
+
+def client_from_args(args) -> PoliteClient:
+    return PoliteClient(delay=args.delay, timeout=args.timeout, max_retries=args.max_retries,
+                        backoff=args.backoff, backoff_cap=args.backoff_cap,
+                        allow_hosts=tuple(args.allow_host), max_bytes=args.max_bytes,
+                        challenge_limit=args.challenge_limit, user_agent=args.user_agent)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m workflow.dataset.scrape",
+        description="Scrape an Artstation channel (default: Portraits) politely and resumably. "
+                    "Images remain their artists'; use the result for research only.")
+    parser.add_argument("--base-url", default=DEFAULT_BASE_URL, help="site root (tests: loopback)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--max-projects", type=int, default=None, help="stop after N projects")
+    parser.add_argument("--limit", type=int, default=None, help="stop once N images are ok")
+    parser.add_argument("--channel", default=DEFAULT_CHANNEL, help="channel name or numeric id")
+    parser.add_argument("--sorting", action="append", default=None,
+                        help=f"listing sort order, repeatable (default: {' '.join(DEFAULT_SORTINGS)})")
+    parser.add_argument("--per-page", type=int, default=50, help="listing page size (default 50)")
+    add_client_args(parser)
+    args = parser.parse_args(argv)
+    scraper = ArtstationScraper(
+        client_from_args(args), args.out, base_url=args.base_url, channel=args.channel,
+        sortings=args.sorting or DEFAULT_SORTINGS, per_page=args.per_page,
+        max_projects=args.max_projects, limit=args.limit, max_pixels=args.max_pixels,
+        progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr, flush=True))
+    return finish(args, scraper.run(), limit=args.limit)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
