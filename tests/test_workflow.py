@@ -17,7 +17,6 @@ SMALL = {
     "workers": 2,
     "demo": {"n_style": 60, "n_face": 40, "canvas": 448, "identities": 16},
     "alignment": {"size": 128, "method": "fast", "max_pixels": 50_000_000},
-    "filter": {"min_qsize": 64},
     "lmdb": {"sizes": [32, 64, 128], "format": "jpeg", "quality": 95},
 }
 

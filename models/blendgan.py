@@ -1,0 +1,162 @@
+"""BlendGAN generator (SPEC 3.2): StyleGAN2 synthesis driven by a blend of face and style codes.
+
+Face mapping ``style.*`` (z_f -> w_f, one w per layer, or W+ given directly), style mapping
+``embedding.*`` (z_s -> w_s, broadcast to every layer), weighted blending module ``add_weight``
+(alpha, shape (1, n_latent, 1)):
+
+    w_l = alpha_l * w_f,l + (1 - alpha_l) * w_s   for l >= L(i)
+    w_l = w_f,l                                   for l <  L(i)
+
+The indicator i is given in the paper's units 0..18. At other resolutions it is scaled to the
+number of w-vectors n by ``L(i) = floor(i * n / 18)``: identity at 1024 (n = 18), L(18) = n
+(natural face) everywhere, and every i < 18 still stylises at least the last layer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .stylegan2 import Generator, mapping_network
+
+PAPER_N_LATENT = 18
+
+
+def indicator_to_layer(indicator, n_latent: int):
+    """Paper indicator (0..18, int or integer tensor) -> first blended layer index L(i)."""
+    if torch.is_tensor(indicator):
+        # Checked on CPU only: on a GPU the check would cost a host sync every step.
+        if indicator.device.type == "cpu" and ((indicator < 0) | (indicator > PAPER_N_LATENT)).any():
+            raise ValueError("indicator must lie in 0..18")
+        return torch.div(indicator * n_latent, PAPER_N_LATENT, rounding_mode="floor")
+    if not 0 <= int(indicator) <= PAPER_N_LATENT:
+        raise ValueError(f"indicator must lie in 0..18, got {indicator}")
+    return int(indicator) * n_latent // PAPER_N_LATENT
+
+
+class BlendGenerator(Generator):
+    def __init__(
+        self,
+        size: int,                    # output resolution (power of two)
+        style_dim: int = 512,
+        n_mlp: int = 8,               # layers of each mapping network
+        channel_multiplier: int = 2,
+        blur_kernel=(1, 3, 3, 1),
+        lr_mlp: float = 0.01,
+        channel_base: int = 16384,
+        channel_max: int = 512,
+        style_encoder: dict | None = None,  # StyleEncoder kwargs to embed one (``embedder``)
+    ):
+        super().__init__(size, style_dim, n_mlp, channel_multiplier, blur_kernel, lr_mlp,
+                         channel_base, channel_max)
+        self.init_kwargs["style_encoder"] = dict(style_encoder) if style_encoder else None
+        self.embedding = mapping_network(style_dim, n_mlp, lr_mlp)
+        self.add_weight = nn.Parameter(torch.ones(1, self.n_latent, 1))
+        # Mean w of the face mapping: the truncation centre (rosinality keeps it beside g_ema).
+        self.register_buffer("latent_avg", torch.zeros(1, style_dim))
+        self.embedder = None
+        if style_encoder:
+            from .style_encoder import StyleEncoder
+            self.embedder = StyleEncoder(**style_encoder)
+
+    # ----------------------------------------------------------------------------- helpers
+    def face_state_keys(self) -> list[str]:
+        """State-dict keys of the plain StyleGAN2 generator inside (rosinality ``g_ema``)."""
+        skip = ("embedding.", "embedder.")
+        return [k for k in self.state_dict()
+                if not k.startswith(skip) and k not in ("add_weight", "latent_avg")]
+
+    def load_face_state_dict(self, state_dict: dict, latent_avg=None):
+        """Load a rosinality StyleGAN2 ``g_ema`` into the face branch, strictly: any missing or
+        unexpected key is an error. The style mapping starts as a copy of the face mapping and
+        alpha as ones (SPEC 4.2)."""
+        want, have = set(self.face_state_keys()), set(state_dict)
+        if want != have:
+            raise KeyError(f"not a matching StyleGAN2 generator: missing {sorted(want - have)[:5]}, "
+                           f"unexpected {sorted(have - want)[:5]}")
+        full = self.state_dict()
+        full.update(state_dict)
+        for k, v in state_dict.items():
+            if k.startswith("style."):
+                full["embedding." + k[len("style."):]] = v.clone()
+        full["add_weight"] = torch.ones_like(self.add_weight)
+        if latent_avg is not None:
+            full["latent_avg"] = latent_avg.reshape(1, -1)
+        self.load_state_dict(full, strict=True)
+        if latent_avg is None:
+            self.update_latent_avg()
+
+    @torch.no_grad()
+    def update_latent_avg(self, n: int = 4096, seed: int = 0):
+        """Recompute the truncation centre (deterministic: fixed seed)."""
+        self.latent_avg.copy_(self.mean_latent(n, seed=seed))
+
+    @torch.no_grad()
+    def clamp_alpha_(self):
+        """Keep alpha in [0, 1]; call after every optimiser step (SPEC 3.2)."""
+        self.add_weight.clamp_(0.0, 1.0)
+
+    @torch.no_grad()
+    def style_code(self, style_image):
+        """z_s of images in [-1, 1] through the frozen embedded style encoder."""
+        if self.embedder is None:
+            raise RuntimeError("this generator has no embedded style encoder; pass z_style")
+        return self.embedder(style_image)
+
+    def blend(self, w_face, w_style, indicator):
+        """Weighted blending module. w_face (N, n_latent, D), w_style (N, D) -> (N, n_latent, D)."""
+        n = w_face.shape[0]
+        alpha = self.add_weight.clamp(0.0, 1.0).expand(n, -1, -1)
+        start = indicator_to_layer(indicator, self.n_latent)
+        start = torch.as_tensor(start, device=w_face.device).reshape(-1, 1)
+        layer = torch.arange(self.n_latent, device=w_face.device).unsqueeze(0)
+        face_only = (layer < start).unsqueeze(-1)  # (N or 1, n_latent, 1)
+        # torch.where, not masking in place: the remaining alphas keep their gradients.
+        alpha = torch.where(face_only, torch.ones_like(alpha), alpha)
+        return alpha * w_face + (1 - alpha) * w_style.unsqueeze(1)
+
+    # ----------------------------------------------------------------------------- forward
+    def forward(
+        self,
+        z_face=None,               # (N, D) Gaussian, or a list of two for style mixing
+        z_style=None,              # (N, D) style code z_s; None: natural face
+        *,
+        w_face=None,               # instead of z_face: w (N, D) or W+ (N, n_latent, D), e.g. pSp
+        style_image=None,          # instead of z_style: images in [-1, 1] through ``embedder``
+        indicator=PAPER_N_LATENT,  # paper units 0..18, int or (N,) integer tensor
+        truncation: float = 1.0,   # psi, applied to the face code only
+        truncation_latent=None,    # default: self.latent_avg
+        inject_index=None,         # mixing switch layer (random if None and two z_face)
+        noise=None,
+        randomize_noise: bool = True,
+        return_latents: bool = False,
+    ):
+        if (z_face is None) == (w_face is None):
+            raise ValueError("give exactly one of z_face and w_face")
+        if w_face is not None:
+            styles = [w_face]
+        else:
+            styles = [z_face] if torch.is_tensor(z_face) else list(z_face)
+            styles = [self.style(z) for z in styles]
+        if truncation < 1:
+            centre = self.latent_avg if truncation_latent is None else truncation_latent
+            styles = [centre + truncation * (s - centre) for s in styles]
+        latent = self.mix_latents(styles, inject_index)
+
+        if z_style is None and style_image is not None:
+            z_style = self.style_code(style_image)
+        if z_style is not None:
+            latent = self.blend(latent, self.embedding(z_style), indicator)
+
+        image = self.synthesis(latent, noise, randomize_noise)
+        return (image, latent) if return_latents else image
+
+    @torch.no_grad()
+    def generate(self, z_face, z_style=None, indicator: int = PAPER_N_LATENT,
+                 truncation: float = 1.0):
+        """SPEC 7.6: constant noise, output (N, 3, R, R) clamped to [-1, 1]."""
+        if truncation < 1 and not self.latent_avg.any():
+            self.update_latent_avg()  # never set (fresh model): compute it once
+        image = self(z_face, z_style, indicator=indicator, truncation=truncation,
+                     randomize_noise=False)
+        return image.clamp(-1, 1)
