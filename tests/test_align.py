@@ -137,3 +137,39 @@ def test_bad_landmarks_raise():
         align_face(textured_face(), {"eye_left": [1, 2]}, 64)
     with pytest.raises(ValueError):
         align_face(textured_face(), np.zeros((5, 2)), 64)
+
+
+def test_align_folder_resumes_after_a_kill(tmp_path):
+    import json
+
+    from workflow.dataset import align as align_mod
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    lm = {}
+    for i in range(6):
+        textured_face(320, 240, seed=i).save(raw / f"{i}.png")
+        lm[f"{i}.png"] = {"landmarks": {k: [v[0] / 2, v[1] / 2] for k, v in LANDMARKS.items()}}
+    (raw / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    (tmp_path / "lm.json").write_text(json.dumps(lm))
+    args = (raw, tmp_path / "lm.json")
+    full = align_mod.align_folder(*args, tmp_path / "a", tmp_path / "a.jsonl", size=64)
+    # A killed run leaves a partial log: two finished records and a line cut in the middle.
+    out = tmp_path / "b"
+    out.mkdir()
+    partial = tmp_path / "b.jsonl.partial"
+    partial.write_text("".join(json.dumps(r) + "\n" for r in full[:2]) + '{"name": "2.pn')
+    for r in full[:2]:
+        if r["aligned"]:
+            (out / r["aligned"]).write_bytes((tmp_path / "a" / r["aligned"]).read_bytes())
+    calls = []
+    original = align_mod._align_one
+    align_mod._align_one = lambda task: calls.append(task[0]) or original(task)
+    try:
+        resumed = align_mod.align_folder(*args, out, tmp_path / "b.jsonl", size=64)
+    finally:
+        align_mod._align_one = original
+    assert sorted(calls) == sorted(r["name"] for r in full[2:])  # finished images are not redone
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+    assert resumed == full and not partial.exists()
+    assert next(r for r in full if r["name"] == "broken.jpg")["reason"] == "decode_error"
