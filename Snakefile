@@ -11,12 +11,30 @@ configfile: "config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
+wildcard_constraints:
+    dataset="style|face",
+
+
 include: "rules/common.smk"
+include: "rules/pretrained_common.smk"
+include: "rules/pretrained.smk"
 include: "rules/acquire.smk"
 include: "rules/data.smk"
+include: "rules/train_common.smk"
+include: "rules/style_encoder.smk"
+include: "rules/blendgan.smk"
+include: "rules/psp.smk"
+include: "rules/evaluate_common.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:
     input:
         dataset_targets(),
+        pretrained_targets(),
+        training_targets(),
+        evaluation_targets(),
     default_target: True

@@ -202,7 +202,7 @@ class Discriminator(nn.Module):
         group = min(batch, self.stddev_group)
         while batch % group:
             group -= 1
-        stddev = out.view(group, -1, self.stddev_feat, channel // self.stddev_feat, height, width)
+        stddev = out.reshape(group, -1, self.stddev_feat, channel // self.stddev_feat, height, width)
         stddev = torch.sqrt(stddev.var(0, unbiased=False) + 1e-8)
         stddev = stddev.mean([2, 3, 4], keepdim=True).squeeze(2)
         stddev = stddev.repeat(group, 1, height, width)
@@ -214,4 +214,4 @@ class Discriminator(nn.Module):
 
     def forward(self, x):
         out = self.features(x)
-        return self.final_linear(out.view(out.shape[0], -1))
+        return self.final_linear(out.reshape(out.shape[0], -1))

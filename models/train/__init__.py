@@ -1,0 +1,7 @@
+"""Training entry points (SPEC 4): one loop core (``core``) shared by four trainers.
+
+``python -m models.train.style_encoder``, ``.blendgan``, ``.psp``, ``.finetune``: each takes
+``--config CFG.yaml`` (or ``--config-json``), data paths and ``--out DIR``; works by hand, under
+``torchrun`` and in pytest. Paper-scale values are the config dataclass defaults; the demo
+config overrides them.
+"""

@@ -1,0 +1,391 @@
+"""BlendGAN training (SPEC 4.2): natural and stylised branches, three discriminators.
+
+    python -m models.train.blendgan --config CFG.yaml --face FFHQ_LMDB --style AAHQ_LMDB \
+        --style-encoder E.pt --out DIR
+
+Each iteration takes one FFHQ and one AAHQ batch. Natural branch: G(z_f, i=18) vs FFHQ through
+D_face. Stylised branch: z_s = E_style(AAHQ image) (reference-guided) or z_s ~ N(0, I)
+(latent-guided), chosen per sample; indicator i uniform in {0..17} per sample;
+G(z_f, z_s, i) vs AAHQ through D_style; D_style_latent sees (AAHQ, E_style(AAHQ)) as real and
+(fake, z_s) as fake. Non-saturating logistic losses, R1 every 16 iterations on all three Ds,
+path length every 4, style mixing on z_f, EMA of G. E_style stays frozen. G starts from a
+rosinality StyleGAN2 checkpoint when ``stylegan2_checkpoint`` is set (D_face from its ``d``,
+D_style a copy, D_style_latent random), from scratch otherwise. Both branches go through G in
+one batched call (natural rows use i = 18, which ignores z_s exactly).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy import linalg
+
+from ..blendgan import PAPER_N_LATENT, BlendGenerator
+from ..checkpoint import load_stylegan2, load_style_encoder
+from ..discriminators import make_discriminators
+from ..stylegan2 import Discriminator
+from .augment import hflip
+from .config import LoopConfig
+from .core import Phase, Trainer, all_reduce_mean_, lazy_adam, step_generator, to_device
+from .data import LMDBImages, StepLoader, check_lmdb
+from .losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
+
+
+@dataclass(frozen=True)
+class BlendGANConfig:
+    resolution: int = 1024                # output size (must match a StyleGAN2 init)
+    style_dim: int = 512                  # z and w width (= the style encoder's)
+    n_mlp: int = 8                        # layers of each mapping network
+    channel_multiplier: int = 2
+    channel_base: int = 16384             # demo: small, with channel_max, for narrow nets
+    channel_max: int = 512
+    lr_mlp: float = 0.01
+    stddev_group: int = 4                 # D minibatch-stddev group
+    stylegan2_checkpoint: str | None = None  # rosinality FFHQ checkpoint; None: from scratch
+    lr: float = 0.002
+    betas: tuple[float, float] = (0.0, 0.99)
+    r1: float = 10.0                      # R1 gamma, all three Ds
+    d_reg_every: int = 16
+    path_regularize: float = 2.0
+    path_batch_shrink: int = 2
+    path_decay: float = 0.01
+    g_reg_every: int = 4
+    mixing: float = 0.9                   # style-mixing probability on z_f
+    reference_fraction: float = 0.5       # stylised samples with z_s = E_style(reference)
+    indicator_max: int = 17               # i uniform in {0..indicator_max} for stylised rows
+    xflip: bool = True                    # random horizontal flips of the reals
+    ema_half_life_images: float = 10_000
+    alpha_lr_mult: float = 1.0            # lr multiplier of the blending weights alpha (1 = paper;
+                                          # the short demo raises it so alpha leaves its init of 1)
+    eval_images: int = 256                # images per set for the FD-Estyle proxy
+    sample_faces: int = 8                 # columns of the sample grid
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(
+        batch=8, total_images=1_600_000, log_every=8_000, sample_every=40_000,
+        snapshot_every=40_000, eval_every=100_000))
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (rows = samples)."""
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(s1 @ s2)
+    if not np.isfinite(covmean).all():
+        off = np.eye(s1.shape[0]) * 1e-6
+        covmean = linalg.sqrtm((s1 + off) @ (s2 + off))
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean.real))
+
+
+class BlendGANTrainer(Trainer):
+    name = "blendgan"
+
+    def __init__(self, cfg: BlendGANConfig, dist, out, face: str, style: str | None,
+                 style_encoder: str):
+        super().__init__(cfg, dist, out)
+        dev = self.device
+        self.encoder = load_style_encoder(style_encoder, map_location=dev).requires_grad_(False)
+        if self.encoder.style_dim != cfg.style_dim:
+            raise ValueError(f"{style_encoder}: style encoder gives {self.encoder.style_dim}-d "
+                             f"codes but blendgan.style_dim is {cfg.style_dim}")
+        self.build_networks()
+        g = self.models["g"]
+        self.g, self.g_ema = g, self.models["g_ema"].eval().requires_grad_(False)
+        self.ds = [self.models[k] for k in ("d_face", "d_style", "d_style_latent")]
+        self.g_params = [p for n, p in g.named_parameters() if not n.startswith("embedder.")]
+        self.d_params = [p for d in self.ds for p in d.parameters()]
+        alpha = [g.add_weight]
+        rest = [p for p in self.g_params if p is not g.add_weight]
+        self.g_opt = lazy_adam([{"params": rest}, {"params": alpha, "lr_mult": cfg.alpha_lr_mult}],
+                               cfg.lr, cfg.betas, cfg.g_reg_every)
+        self.d_opt = lazy_adam(self.d_params, cfg.lr, cfg.betas, cfg.d_reg_every)
+        self.optimizers = {"g": self.g_opt, "d": self.d_opt}
+        self.ema_pairs = [("g_ema", "g")]
+        self.ema_half_life = cfg.ema_half_life_images
+        self.mean_path_length = torch.zeros((), device=dev)
+        lp = cfg.loop
+        self.face_set = LMDBImages(check_lmdb(face), cfg.resolution)
+        self.face_loader = StepLoader(self.face_set, lp.batch, lp.seed, dist.rank, dist.world,
+                                      lp.workers)
+        self.setup_style_data(style)
+        self._real_feats = None
+
+    # ----------------------------------------------------------------------- set-up
+    def build_networks(self):
+        cfg = self.cfg
+        torch.manual_seed(cfg.loop.seed)
+        if cfg.stylegan2_checkpoint:
+            ck = load_stylegan2(cfg.stylegan2_checkpoint, map_location=self.device)
+            g_ema = ck["g_ema"]
+            g = ck.get("g") or copy.deepcopy(g_ema)
+            if g.size != cfg.resolution or g.style_dim != cfg.style_dim:
+                raise ValueError(f"{cfg.stylegan2_checkpoint}: a {g.size}px, {g.style_dim}-d "
+                                 f"generator, but the config asks for {cfg.resolution}px, "
+                                 f"{cfg.style_dim}-d")
+            d_face = ck["d"]
+            kw = {k: v for k, v in d_face.init_kwargs.items() if k != "size"}
+            self.log(f"initialised G and D_face from {cfg.stylegan2_checkpoint}")
+        else:
+            g = BlendGenerator(cfg.resolution, cfg.style_dim, cfg.n_mlp, cfg.channel_multiplier,
+                               lr_mlp=cfg.lr_mlp, channel_base=cfg.channel_base,
+                               channel_max=cfg.channel_max)
+            with torch.no_grad():  # style mapping starts as a copy of the face mapping (SPEC 4.2)
+                g.embedding.load_state_dict(g.style.state_dict())
+            g_ema = copy.deepcopy(g)
+            kw = dict(channel_multiplier=cfg.channel_multiplier, channel_base=cfg.channel_base,
+                      channel_max=cfg.channel_max, stddev_group=cfg.stddev_group)
+            d_face = Discriminator(cfg.resolution, **kw)
+            self.log("no StyleGAN2 checkpoint configured: G and D_face from scratch")
+        ds = make_discriminators(cfg.resolution, cfg.style_dim, d_face=d_face, **kw)
+        self.models = {"g": g.to(self.device), "g_ema": g_ema.to(self.device),
+                       **{k: v.to(self.device) for k, v in ds.items()}}
+
+    def setup_style_data(self, style):
+        lp = self.cfg.loop
+        self.style_set = LMDBImages(check_lmdb(style), self.cfg.resolution)
+        self.style_loader = StepLoader(self.style_set, lp.batch, lp.seed + 1, self.dist.rank,
+                                       self.dist.world, lp.workers)
+
+    def style_batch(self, step) -> torch.Tensor:
+        return self.style_loader.get(step)
+
+    # ----------------------------------------------------------------------- batches
+    def pair_local(self, t, dim=0):
+        """Rows drawn as [natural B | stylised B] -> this rank's [natural b | stylised b]."""
+        shape = list(t.shape)
+        t = t.reshape(shape[:dim] + [2, shape[dim] // 2] + shape[dim + 1:])
+        t = self.dist.local(t, dim + 1)
+        return t.reshape(shape[:dim] + [-1] + shape[dim + 1:])
+
+    def noise(self, n, gen):
+        """Per-layer noise inputs for the 2B rows of one generator call, drawn globally."""
+        return [to_device(self.pair_local(torch.randn(n, 1, 2 ** ((i + 5) // 2),
+                                                      2 ** ((i + 5) // 2), generator=gen)),
+                          self.device)
+                for i in range(self.g.num_layers)]
+
+    def get_batch(self, step):
+        cfg, dist, dev = self.cfg, self.dist, self.device
+        B, D = cfg.loop.batch, cfg.style_dim
+        gen = step_generator(cfg.loop.seed, step, "blendgan")
+        face = to_device(self.face_loader.get(step), dev)
+        style = to_device(self.style_batch(step), dev)
+        if cfg.xflip:
+            face = hflip(face, dist.local(torch.rand(B, generator=gen) < 0.5))
+            style = hflip(style, dist.local(torch.rand(B, generator=gen) < 0.5))
+        z_face = self.pair_local(torch.randn(4, 2 * B, D, generator=gen), 1).to(dev)
+        mix = bool(torch.rand((), generator=gen) < cfg.mixing)
+        inject = int(torch.randint(1, self.g.n_latent, (), generator=gen))
+        z_latent = dist.local(torch.randn(B, D, generator=gen)).to(dev)
+        use_ref = dist.local(torch.rand(B, generator=gen) < cfg.reference_fraction).to(dev)
+        indicator = dist.local(torch.randint(0, cfg.indicator_max + 1, (B,), generator=gen)).to(dev)
+        with torch.no_grad():
+            z_real = self.encoder(style)
+        z_style = torch.where(use_ref.unsqueeze(1), z_real, z_latent)
+        return {"face": face, "style": style, "z_real": z_real, "z_style": z_style,
+                "indicator": indicator, "z_face_d": z_face[:2], "z_face_g": z_face[2:],
+                "mix": mix, "inject": inject,
+                "noise_d": self.noise(2 * B, gen), "noise_g": self.noise(2 * B, gen)}
+
+    def split(self, batch, n):
+        if n == 1:
+            return [batch]
+        out = [dict(batch) for _ in range(n)]
+        for k, v in batch.items():
+            if k.startswith("z_face"):
+                nat, sty = v.chunk(2, dim=1)
+                parts = [torch.cat([a, b], 1) for a, b in zip(nat.chunk(n, 1), sty.chunk(n, 1))]
+            elif k.startswith("noise"):
+                parts = [[torch.cat([t.chunk(2)[0].chunk(n)[i], t.chunk(2)[1].chunk(n)[i]])
+                          for t in v] for i in range(n)]
+            elif torch.is_tensor(v):
+                parts = v.chunk(n)
+            else:
+                continue
+            for i in range(n):
+                out[i][k] = parts[i]
+        return out
+
+    def generate(self, mb, which: str, return_latents=False):
+        """Natural rows then stylised rows in one generator call."""
+        z = mb[f"z_face_{which}"]
+        b = mb["z_style"].shape[0]
+        z_face = [z[0], z[1]] if mb["mix"] else z[0]
+        z_style = torch.cat([torch.zeros_like(mb["z_style"]), mb["z_style"]])
+        ind = torch.cat([torch.full_like(mb["indicator"], PAPER_N_LATENT), mb["indicator"]])
+        out = self.g(z_face, z_style, indicator=ind, inject_index=mb["inject"],
+                     noise=mb[f"noise_{which}"], return_latents=return_latents)
+        if return_latents:
+            return out[0][:b], out[0][b:], out[1]
+        return out[:b], out[b:]
+
+    # ----------------------------------------------------------------------- phases
+    def d_main(self, mb, step):
+        d_face, d_style, d_latent = self.ds
+        with torch.no_grad():
+            fake_nat, fake_sty = self.generate(mb, "d")
+        l_face = d_logistic_loss(d_face(mb["face"]), d_face(fake_nat))
+        l_style = d_logistic_loss(d_style(mb["style"]), d_style(fake_sty))
+        l_latent = d_logistic_loss(d_latent(mb["style"], mb["z_real"]),
+                                   d_latent(fake_sty, mb["z_style"]))
+        return l_face + l_style + l_latent, {"face": l_face, "style": l_style, "latent": l_latent}
+
+    def d_reg(self, mb, step):
+        d_face, d_style, d_latent = self.ds
+        face = mb["face"].detach().requires_grad_(True)
+        style = mb["style"].detach().requires_grad_(True)
+        r1_face = d_r1_loss(d_face(face), face)
+        r1_style = d_r1_loss(d_style(style), style)
+        r1_latent = d_r1_loss(d_latent(style, mb["z_real"]), style)
+        loss = self.cfg.r1 / 2 * (r1_face + r1_style + r1_latent) * self.cfg.d_reg_every
+        return loss, {"r1_face": r1_face, "r1_style": r1_style, "r1_latent": r1_latent}
+
+    def g_main(self, mb, step):
+        d_face, d_style, d_latent = self.ds
+        fake_nat, fake_sty = self.generate(mb, "g")
+        l_face = g_nonsaturating_loss(d_face(fake_nat))
+        l_style = g_nonsaturating_loss(d_style(fake_sty))
+        l_latent = g_nonsaturating_loss(d_latent(fake_sty, mb["z_style"]))
+        return l_face + l_style + l_latent, {"face": l_face, "style": l_style, "latent": l_latent}
+
+    def g_reg(self, mb, step):
+        """Path length on both branches; the running mean uses the global batch's lengths."""
+        cfg = self.cfg
+        b = max(1, mb["z_style"].shape[0] // cfg.path_batch_shrink)
+        sub = {k: (v[:, :b] if k.startswith("z_face") else v[:b]) if torch.is_tensor(v) else v
+               for k, v in mb.items() if not k.startswith("noise")}
+        sub["z_face_g"] = torch.cat([mb["z_face_g"][:, :b],
+                                     mb["z_face_g"][:, mb["z_style"].shape[0]:][:, :b]], 1)
+        sub["noise_g"] = None
+        fake_nat, fake_sty, latents = self.generate(sub, "g", return_latents=True)
+        fake = torch.cat([fake_nat, fake_sty])
+        noise = torch.randn_like(fake) / np.sqrt(fake.shape[2] * fake.shape[3])
+        (grad,) = torch.autograd.grad((fake * noise).sum(), latents, create_graph=True)
+        lengths = torch.sqrt(grad.pow(2).sum(2).mean(1))
+        mean_now = lengths.detach().mean().reshape(1)
+        all_reduce_mean_([mean_now], self.dist)
+        self.mean_path_length = (self.mean_path_length
+                                 + cfg.path_decay * (mean_now[0] - self.mean_path_length))
+        penalty = (lengths - self.mean_path_length).pow(2).mean()
+        loss = cfg.path_regularize * cfg.g_reg_every * penalty
+        return loss, {"path_penalty": penalty, "path_length": lengths.mean()}
+
+    def phases(self):
+        cfg, clamp = self.cfg, self.g.clamp_alpha_
+        phases = [Phase("G_main", self.g_params, self.g_opt, self.g_main, 1, clamp)]
+        if cfg.path_regularize > 0 and cfg.g_reg_every > 0:
+            phases.append(Phase("G_reg", self.g_params, self.g_opt, self.g_reg,
+                                cfg.g_reg_every, clamp, double_backward=True))
+        phases.append(Phase("D_main", self.d_params, self.d_opt, self.d_main))
+        if cfg.r1 > 0 and cfg.d_reg_every > 0:
+            phases.append(Phase("D_reg", self.d_params, self.d_opt, self.d_reg, cfg.d_reg_every,
+                                double_backward=True))
+        return phases
+
+    def extra_state(self):
+        return {"mean_path_length": self.mean_path_length.detach().cpu()}
+
+    def load_extra_state(self, state):
+        if "mean_path_length" in state:
+            self.mean_path_length = state["mean_path_length"].to(self.device)
+
+    # ----------------------------------------------------------------------- outputs
+    def reference_images(self, n: int) -> torch.Tensor:
+        idx = np.linspace(0, len(self.style_set) - 1, n).round().astype(int)
+        return torch.stack([self.style_set[int(i)] for i in idx]).to(self.device)
+
+    @torch.no_grad()
+    def sample(self):
+        cfg, g = self.cfg, self.g_ema
+        n = cfg.sample_faces
+        gen = torch.Generator().manual_seed(cfg.loop.seed + 777)
+        z = torch.randn(n, cfg.style_dim, generator=gen).to(self.device)
+        refs = self.reference_images(4)
+        rows = [g.generate(z)]
+        for r in refs:
+            zs = self.encoder(r[None]).expand(n, -1)
+            rows.append(g.generate(z, zs, indicator=6))
+        for _ in range(2):
+            zs = torch.randn(1, cfg.style_dim, generator=gen).to(self.device).expand(n, -1)
+            rows.append(g.generate(z, zs, indicator=6))
+        return torch.cat(rows), n
+
+    @torch.no_grad()
+    def features(self, images_fn, n) -> np.ndarray:
+        feats, done = [], 0
+        while done < n:
+            k = min(64, n - done)
+            feats.append(self.encoder(images_fn(done, k)).cpu())
+            done += k
+        return torch.cat(feats).double().numpy()
+
+    @torch.no_grad()
+    def evaluate(self):
+        """FD-Estyle: Fréchet distance in the frozen style encoder's z_s space (a named proxy,
+        not FID: no Inception weights here) of natural outputs vs FFHQ and of reference- and
+        latent-guided stylised outputs (i uniform in 0..17) vs AAHQ."""
+        cfg, g, dev = self.cfg, self.g_ema, self.device
+        n = min(cfg.eval_images, len(self.face_set), len(self.style_set))
+        if n < 8:
+            return {}
+        if self._real_feats is None:
+            fs, ss = self.face_set, self.style_set
+            self._real_feats = (
+                self.features(lambda s, k: torch.stack([fs[i] for i in range(s, s + k)]).to(dev), n),
+                self.features(lambda s, k: torch.stack([ss[i] for i in range(s, s + k)]).to(dev), n))
+        face_f, style_f = self._real_feats
+        gen = torch.Generator().manual_seed(cfg.loop.seed + 999)
+        z = torch.randn(n, cfg.style_dim, generator=gen).to(dev)
+        zl = torch.randn(n, cfg.style_dim, generator=gen).to(dev)
+        ind = torch.randint(0, cfg.indicator_max + 1, (n,), generator=gen).to(dev)
+        perm = torch.randperm(len(self.style_set), generator=gen)[:n].tolist()
+        ss = self.style_set
+
+        def ref(s, k):
+            zs = self.encoder(torch.stack([ss[perm[i]] for i in range(s, s + k)]).to(dev))
+            return g.generate(z[s:s + k], zs, indicator=ind[s:s + k])
+
+        nat = self.features(lambda s, k: g.generate(z[s:s + k]), n)
+        lat = self.features(lambda s, k: g.generate(z[s:s + k], zl[s:s + k],
+                                                    indicator=ind[s:s + k]), n)
+        refd = self.features(ref, n)
+        return {"fd_estyle_natural": frechet_distance(nat, face_f),
+                "fd_estyle_reference": frechet_distance(refd, style_f),
+                "fd_estyle_latent": frechet_distance(lat, style_f),
+                "alpha_mean": float(g.add_weight.mean())}
+
+    def final_checkpoint(self):
+        """g_ema with the style encoder embedded (``embedder``, as the released weights), the
+        training networks, and the encoder on its own."""
+        self.g_ema.update_latent_avg()
+        kw = dict(self.g_ema.init_kwargs)
+        enc_kw = dict(self.encoder.init_kwargs, projection_head=False)
+        kw["style_encoder"] = enc_kw
+        full = BlendGenerator(**kw).to(self.device)
+        sd = dict(self.g_ema.state_dict())
+        sd.update({f"embedder.{k}": v for k, v in self.encoder.state_dict().items()
+                   if not k.startswith("projector.")})
+        full.load_state_dict(sd, strict=True)
+        models = {"g_ema": full.eval(), "g": self.g, "d_face": self.ds[0], "d_style": self.ds[1],
+                  "d_style_latent": self.ds[2], "style_encoder": self.encoder}
+        return models, {"mean_path_length": float(self.mean_path_length)}
+
+
+def main(argv=None):
+    from .cli import train_main
+
+    def add(p):
+        p.add_argument("--face", required=True, help="FFHQ (natural) LMDB folder")
+        p.add_argument("--style", required=True, help="AAHQ (style) LMDB folder")
+        p.add_argument("--style-encoder", required=True, help="trained style encoder checkpoint")
+
+    return train_main(
+        argv, BlendGANConfig,
+        lambda cfg, dist, out, a: BlendGANTrainer(cfg, dist, out, a.face, a.style, a.style_encoder),
+        __doc__.split("\n\n")[0], add)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

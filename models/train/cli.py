@@ -1,0 +1,42 @@
+"""The command line shared by the trainers: config loading, processes, output folder, run."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from pathlib import Path
+
+import torch
+import yaml
+
+from .config import add_config_args, load_config, to_dict
+from .core import configure_threads, init_distributed, main_wrapper, run
+
+
+def train_main(argv, cfg_cls, build_trainer, description: str, add_args=None):
+    """Parse ``argv``, build the trainer with ``build_trainer(cfg, dist, out, args)``, train.
+    Returns the final checkpoint path on rank 0 (None elsewhere or when stopped early)."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_args(parser)
+    if add_args:
+        add_args(parser)
+    args = parser.parse_args(argv)
+
+    def go():
+        cfg = load_config(cfg_cls, args.config, args.config_json, args.set)
+        configure_threads(cfg.loop.threads)
+        dist = init_distributed(cfg.loop.device)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        resolved = to_dict(cfg)
+        if dist.main:
+            (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+            print(f"{cfg_cls.__name__}: {dist.world} process(es) on {dist.device}, "
+                  f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+                  f"{platform.processor() or platform.machine()}", flush=True)
+        trainer = build_trainer(cfg, dist, out, args)
+        final = Path(args.final) if args.final else out / "final.pt"
+        return run(trainer, resolved, final, args.stop_after_images, not args.no_resume)
+
+    return main_wrapper(go)

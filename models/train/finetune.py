@@ -1,0 +1,120 @@
+"""One-shot fine-tuning for a new style (SPEC 4.4, supplement E).
+
+    python -m models.train.finetune --config CFG.yaml --checkpoint BLENDGAN.pt --face FFHQ_LMDB \
+        (--reference IMAGE | --reference-lmdb LMDB --reference-index N) --out DIR
+
+Starts from a BlendGAN training checkpoint (g, g_ema, the three Ds and the style encoder);
+the style encoder stays frozen, G and the three Ds train (1000 iterations at batch 1 at paper
+scale). D_face still sees FFHQ; D_style and D_style_latent see only the reference image, and
+every stylised sample uses z_s = E_style(reference). The loop, losses and regularisers are
+BlendGAN's (models.train.blendgan). ``eval/ref_style_cosine`` logs the cosine similarity of
+E_style(output) and E_style(reference) for reference-guided outputs (i = 6).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import load_checkpoint
+from .blendgan import BlendGANConfig, BlendGANTrainer
+from .config import LoopConfig
+from .data import LMDBImages, check_lmdb, load_image
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(BlendGANConfig):
+    """BlendGAN's training keys; architecture keys (resolution, widths, style_dim, ...) are
+    read from the checkpoint and the ones given here are ignored."""
+    reference_fraction: float = 1.0       # every stylised sample is reference-guided
+    ema_half_life_images: float = 100.0   # short run: a short EMA
+    eval_samples: int = 16                # outputs for eval/ref_style_cosine
+    reference: str | None = None          # reference image file (--reference overrides)
+    reference_index: int = 0              # else: this image of --reference-lmdb
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(
+        batch=1, total_images=1000, log_every=100, sample_every=500, snapshot_every=500,
+        eval_every=500))
+
+
+class FinetuneTrainer(BlendGANTrainer):
+    name = "finetune"
+
+    def __init__(self, cfg: FinetuneConfig, dist, out, checkpoint: str, face: str,
+                 reference: torch.Tensor):
+        self.checkpoint = checkpoint
+        self.reference = reference
+        ck = load_checkpoint(checkpoint, build=False)
+        kw = ck["models"]["g"]["kwargs"]
+        import dataclasses
+        cfg = dataclasses.replace(cfg, resolution=kw["size"], style_dim=kw["style_dim"])
+        super().__init__(cfg, dist, out, face, None, checkpoint)
+
+    def build_networks(self):
+        ck = load_checkpoint(self.checkpoint, map_location=self.device)
+        m = ck["models"]
+        g = m["g"]
+        g_ema = copy.deepcopy(g)
+        ema_sd = {k: v for k, v in m["g_ema"].state_dict().items() if not k.startswith("embedder.")}
+        g_ema.load_state_dict(ema_sd, strict=True)
+        self.models = {"g": g, "g_ema": g_ema, "d_face": m["d_face"], "d_style": m["d_style"],
+                       "d_style_latent": m["d_style_latent"]}
+        self.log(f"fine-tuning from {self.checkpoint}")
+
+    def setup_style_data(self, style):
+        ref = self.reference
+        if ref.shape[-1] != self.cfg.resolution:
+            ref = F.interpolate(ref[None], size=self.cfg.resolution, mode="bilinear",
+                                align_corners=False, antialias=True)[0]
+        self.ref = ref.to(self.device)
+        self.style_set = [self.ref.cpu()]  # reference_images() draws the sample rows from it
+
+    def style_batch(self, step):
+        b = self.cfg.loop.batch // self.dist.world
+        return self.ref[None].expand(b, -1, -1, -1).contiguous()
+
+    @torch.no_grad()
+    def evaluate(self):
+        n = self.cfg.eval_samples
+        gen = torch.Generator().manual_seed(self.cfg.loop.seed + 4242)
+        z = torch.randn(n, self.cfg.style_dim, generator=gen).to(self.device)
+        z_ref = self.encoder(self.ref[None])
+        out = self.g_ema.generate(z, z_ref.expand(n, -1), indicator=6)
+        cos = F.cosine_similarity(self.encoder(out), z_ref).mean()
+        return {"ref_style_cosine": float(cos)}
+
+
+def reference_image(cfg: FinetuneConfig, args, resolution=None) -> torch.Tensor:
+    path = args.reference or cfg.reference
+    if path:
+        return load_image(path)
+    index = cfg.reference_index if args.reference_index is None else args.reference_index
+    ds = LMDBImages(check_lmdb(args.reference_lmdb), resolution or 256)
+    return ds[index]
+
+
+def main(argv=None):
+    from .cli import train_main
+
+    def add(p):
+        p.add_argument("--checkpoint", required=True, help="BlendGAN training checkpoint")
+        p.add_argument("--face", required=True, help="FFHQ (natural) LMDB folder")
+        p.add_argument("--reference", help="the reference image file")
+        p.add_argument("--reference-lmdb", help="or: an LMDB holding the reference")
+        p.add_argument("--reference-index", type=int, default=None,
+                       help="index in --reference-lmdb (default: the config's reference_index)")
+
+    def build(cfg, dist, out, a):
+        if not (a.reference or cfg.reference or a.reference_lmdb):
+            raise SystemExit("give --reference IMAGE or --reference-lmdb LMDB")
+        size = load_checkpoint(a.checkpoint, build=False)["models"]["g"]["kwargs"]["size"]
+        return FinetuneTrainer(cfg, dist, out, a.checkpoint, a.face, reference_image(cfg, a, size))
+
+    return train_main(argv, FinetuneConfig, build, __doc__.split("\n\n")[0], add)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

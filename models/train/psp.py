@@ -1,0 +1,172 @@
+"""pSp training (SPEC 4.3): an encoder into W+ against the frozen BlendGAN generator at i = 18.
+
+    python -m models.train.psp --config CFG.yaml --face FFHQ_LMDB --generator G.pt --out DIR
+
+Loss = l2 * MSE + lpips * LPIPS + id * (1 - ArcFace cosine) + w_norm * |w - w_avg|. A term whose
+pretrained weights are not configured is switched off with a warning, never faked (here: LPIPS
+and ArcFace). ``holdout`` faces are kept out of training; their reconstruction error is logged
+as ``eval/val_l2`` (MSE in [-1, 1] units) at every evaluation.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import load_generator
+from ..psp import PSPEncoder
+from .config import LoopConfig
+from .core import Phase, Trainer, to_device
+from .data import LMDBImages, StepLoader, check_lmdb, split_indices
+
+
+@dataclass(frozen=True)
+class PSPConfig:
+    input_size: int = 256                 # encoder input size (images pooled to it)
+    loss_size: int = 256                  # reconstructions compared at this size
+    num_layers: int = 50                  # IR-SE depth (ignored when units is given)
+    mode: str = "ir_se"
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    units: tuple[int, ...] | None = None  # residual units per stage (demo: (1, 1, 1, 1))
+    l2_weight: float = 1.0
+    lpips_weight: float = 0.8
+    lpips_weights: str | None = None      # LPIPS (AlexNet) weights file; None: term off
+    id_weight: float = 0.1
+    arcface_weights: str | None = None    # ArcFace IR-SE50 weights file; None: term off
+    w_norm_weight: float = 0.0
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.0, 0.99)
+    holdout: int = 500                    # FFHQ images kept out for validation
+    eval_images: int = 256                # held-out images per evaluation
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(
+        batch=8, total_images=4_000_000, log_every=8_000, sample_every=40_000,
+        snapshot_every=40_000, eval_every=40_000))
+
+
+def active_weights(cfg: PSPConfig, log=print) -> dict:
+    """Loss weights after switching off the terms whose pretrained networks are absent."""
+    weights = {"l2": cfg.l2_weight, "w_norm": cfg.w_norm_weight, "lpips": 0.0, "id": 0.0}
+    for term, weight, path in (("lpips", cfg.lpips_weight, cfg.lpips_weights),
+                               ("id", cfg.id_weight, cfg.arcface_weights)):
+        if weight <= 0:
+            continue
+        if not path:
+            msg = (f"pSp loss term '{term}' (weight {weight}) switched OFF: no pretrained "
+                   f"weights configured ({'lpips_weights' if term == 'lpips' else 'arcface_weights'})")
+            warnings.warn(msg)
+            log("WARNING: " + msg)
+        else:
+            raise NotImplementedError(
+                f"pSp loss term '{term}': loading {path} is not implemented in this version; "
+                f"set its weight to 0 or leave the weights path empty")
+    return weights
+
+
+class PSPTrainer(Trainer):
+    name = "psp"
+
+    def __init__(self, cfg: PSPConfig, dist, out, face: str, generator: str):
+        super().__init__(cfg, dist, out)
+        dev = self.device
+        self.g = load_generator(generator, map_location=dev).requires_grad_(False).eval()
+        if not self.g.latent_avg.any():
+            self.g.update_latent_avg()
+        self.weights = active_weights(cfg, self.log)
+        torch.manual_seed(cfg.loop.seed)
+        self.enc = PSPEncoder(n_styles=self.g.n_latent, style_dim=self.g.style_dim,
+                              num_layers=cfg.num_layers, mode=cfg.mode, widths=cfg.widths,
+                              units=cfg.units, input_size=cfg.input_size).to(dev)
+        self.enc.set_latent_avg(self.g.latent_avg)
+        self.models = {"psp": self.enc}
+        self.opt = torch.optim.Adam(self.enc.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.optimizers = {"psp": self.opt}
+        res = self.g.resolution
+        full = LMDBImages(check_lmdb(face), res)
+        train_idx, held_idx = split_indices(len(full), cfg.holdout, cfg.loop.seed)
+        self.train_set = LMDBImages(face, res, train_idx)
+        self.held_set = LMDBImages(face, res, held_idx) if held_idx else None
+        self.loader = StepLoader(self.train_set, cfg.loop.batch, cfg.loop.seed, dist.rank,
+                                 dist.world, cfg.loop.workers)
+        self.log(f"generator {res}px, {self.g.n_latent} w-vectors; {len(train_idx)} training "
+                 f"faces, {len(held_idx)} held out; loss weights {self.weights}")
+
+    def get_batch(self, step):
+        return {"x": to_device(self.loader.get(step), self.device)}
+
+    def reconstruct(self, x):
+        w = self.enc(x)
+        y = self.g(w_face=w, indicator=18, randomize_noise=False)
+        return y, w
+
+    def pool(self, x):
+        s = min(self.cfg.loss_size, x.shape[-1])
+        return F.adaptive_avg_pool2d(x, (s, s))
+
+    def loss(self, mb, step):
+        x = mb["x"]
+        y, w = self.reconstruct(x)
+        l2 = F.mse_loss(self.pool(y), self.pool(x))
+        loss = self.weights["l2"] * l2
+        stats = {"l2": l2}
+        if self.weights["w_norm"] > 0:
+            w_norm = (w - self.enc.latent_avg).norm(2, dim=(1, 2)).mean()
+            loss = loss + self.weights["w_norm"] * w_norm
+            stats["w_norm"] = w_norm
+        return loss, stats
+
+    def phases(self):
+        return [Phase("E_main", list(self.enc.parameters()), self.opt, self.loss)]
+
+    def held_images(self):
+        n = min(len(self.held_set), self.cfg.eval_images)
+        return torch.stack([self.held_set[i] for i in range(n)]).to(self.device)
+
+    @torch.no_grad()
+    def evaluate(self):
+        if self.held_set is None:
+            return {}
+        self.enc.eval()
+        x = self.held_images()
+        l2, l1 = [], []
+        for i in range(0, len(x), 32):
+            y, _ = self.reconstruct(x[i:i + 32])
+            l2.append(F.mse_loss(self.pool(y), self.pool(x[i:i + 32]), reduction="sum"))
+            l1.append((self.pool(y) - self.pool(x[i:i + 32])).abs().sum())
+        self.enc.train()
+        n = self.pool(x).numel()
+        return {"val_l2": float(sum(l2) / n), "val_l1": float(sum(l1) / n)}
+
+    @torch.no_grad()
+    def sample(self):
+        if self.held_set is None:
+            return None
+        self.enc.eval()
+        x = self.held_images()[:8]
+        y, _ = self.reconstruct(x)
+        self.enc.train()
+        return torch.cat([x, y.clamp(-1, 1)]), len(x)
+
+    def final_checkpoint(self):
+        self.enc.eval()
+        return {"psp": self.enc}, {"holdout_names": self.held_set.names if self.held_set else [],
+                                   "loss_weights": self.weights}
+
+
+def main(argv=None):
+    from .cli import train_main
+
+    def add(p):
+        p.add_argument("--face", required=True, help="FFHQ (natural) LMDB folder")
+        p.add_argument("--generator", required=True, help="BlendGAN (or StyleGAN2) checkpoint")
+
+    return train_main(argv, PSPConfig,
+                      lambda cfg, dist, out, a: PSPTrainer(cfg, dist, out, a.face, a.generator),
+                      __doc__.split("\n\n")[0], add)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,191 @@
+"""Style encoder training (SPEC 4.1): contrastive learning on affine-only views, VGG frozen.
+
+    python -m models.train.style_encoder --config CFG.yaml --data STYLE_LMDB --out DIR
+
+Two affine views of every image (random resized crop, flip, small rotation and translation;
+never colour) -> frozen VGG Gram features -> embedding MLP -> projection head -> NT-Xent
+(temperature 0.2). Only the two MLPs learn. Under several processes the loss uses the global
+batch's negatives. The final checkpoint holds the encoder with the mean and covariance of z_s
+over its training set, and the names of the images it kept out (for probes).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..style_encoder import StyleEncoder
+from .augment import AffineAugment
+from .config import LoopConfig
+from .core import Phase, Trainer, gather_rows, step_generator, to_device
+from .data import LMDBImages, StepLoader, check_lmdb, split_indices
+from .losses import nt_xent
+
+
+@dataclass(frozen=True)
+class StyleEncoderConfig:
+    resolution: int = 256                 # images read at this size (AAHQ at 256^2)
+    pool_size: int = 256                  # encoder pools its input to this size (SPEC 3.1)
+    style_dim: int = 512                  # width of z_s
+    n_mlp: int = 4                        # embedding MLP layers
+    n_proj: int = 4                       # projection-head layers (training only)
+    vgg_width: float = 1.0                # VGG channel multiplier (demo: narrow)
+    vgg_weights: str | None = None        # torchvision VGG-19 file; None: random VGG (demo only)
+    imagenet_normalize: bool = False      # False = released reference behaviour
+    lr: float = 0.002
+    betas: tuple[float, float] = (0.0, 0.99)
+    temperature: float = 0.2              # NT-Xent temperature [decision]
+    holdout: int = 0                      # images kept out of training (probes use them)
+    standardize: bool = True              # fold per-dimension standardisation of z_s over the
+                                          # training set into the last MLP layer [decision], so
+                                          # reference codes match latent-guided z_s ~ N(0, I)
+    augment: AffineAugment = AffineAugment()
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(
+        batch=256, total_images=128_000_000, log_every=25_600, sample_every=0,
+        snapshot_every=2_560_000))
+
+
+def init_random_vgg(encoder: StyleEncoder, seed: int):
+    """He-normal convs, zero biases: activations keep their scale through 16 layers, so every
+    Gram block carries signal (PyTorch's default init shrinks them layer by layer)."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in encoder.gram.vgg.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+            with torch.no_grad():
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
+                m.bias.zero_()
+
+
+def build_encoder(cfg: StyleEncoderConfig, log=print) -> StyleEncoder:
+    torch.manual_seed(cfg.loop.seed)
+    enc = StyleEncoder(style_dim=cfg.style_dim, n_mlp=cfg.n_mlp, vgg_width=cfg.vgg_width,
+                       pool_size=cfg.pool_size, imagenet_normalize=cfg.imagenet_normalize,
+                       projection_head=True, n_proj=cfg.n_proj)
+    if cfg.vgg_weights:
+        enc.load_vgg(cfg.vgg_weights)
+        log(f"VGG-19 weights from {cfg.vgg_weights}")
+    else:
+        init_random_vgg(enc, cfg.loop.seed)
+        log("NOTE: no VGG-19 weights configured: using a RANDOMLY INITIALISED, frozen VGG "
+            f"(width {cfg.vgg_width}). Fine for the demo; the paper needs ImageNet weights.")
+    return enc
+
+
+class StyleEncoderTrainer(Trainer):
+    name = "style_encoder"
+
+    def __init__(self, cfg: StyleEncoderConfig, dist, out, data: str):
+        super().__init__(cfg, dist, out)
+        self.enc = build_encoder(cfg, self.log).to(self.device)
+        self.models = {"style_encoder": self.enc}
+        self.opt = torch.optim.Adam(self.enc.trainable_parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.optimizers = {"style_encoder": self.opt}
+        full = LMDBImages(check_lmdb(data), cfg.resolution)
+        train_idx, held_idx = split_indices(len(full), cfg.holdout, cfg.loop.seed)
+        self.train_set = LMDBImages(data, cfg.resolution, train_idx)
+        self.held_set = LMDBImages(data, cfg.resolution, held_idx) if held_idx else None
+        self.loader = StepLoader(self.train_set, cfg.loop.batch, cfg.loop.seed, dist.rank,
+                                 dist.world, cfg.loop.workers)
+        self.log(f"{len(self.train_set)} training images, {len(held_idx)} held out, "
+                 f"Gram dim {self.enc.gram.dim}")
+
+    def views(self, images, gen, local=True):
+        n = images.shape[0] * (self.dist.world if local else 1)
+        t1, t2 = self.cfg.augment.params(n, gen), self.cfg.augment.params(n, gen)
+        if local:
+            t1, t2 = self.dist.local(t1), self.dist.local(t2)
+        return self.cfg.augment.apply(images, t1), self.cfg.augment.apply(images, t2)
+
+    def get_batch(self, step):
+        x = to_device(self.loader.get(step), self.device)
+        v1, v2 = self.views(x, step_generator(self.loop.seed, step, "views"))
+        return {"v1": v1, "v2": v2}
+
+    def project(self, views):
+        with torch.no_grad():  # VGG is frozen: no graph through it
+            feats = self.enc.gram(views)
+        return self.enc.project(self.enc.mlp(feats))
+
+    def loss(self, mb, step):
+        h1 = gather_rows(self.project(mb["v1"]), self.dist)
+        h2 = gather_rows(self.project(mb["v2"]), self.dist)
+        loss = nt_xent(h1, h2, self.cfg.temperature)
+        return loss * self.dist.world, {"nt_xent": loss.detach(),
+                                        "view_retrieval": retrieval_accuracy(h1, h2)}
+
+    def phases(self):
+        return [Phase("E_main", self.enc.trainable_parameters(), self.opt, self.loss)]
+
+    @torch.no_grad()
+    def evaluate(self):
+        """NT-Xent and view-retrieval accuracy on held-out images (no labels involved)."""
+        if self.held_set is None:
+            return {}
+        x = torch.stack([self.held_set[i] for i in range(min(len(self.held_set), 256))])
+        v1, v2 = self.views(x.to(self.device), torch.Generator().manual_seed(12345), local=False)
+        h1, h2 = self.project(v1), self.project(v2)
+        return {"holdout_nt_xent": float(nt_xent(h1, h2, self.cfg.temperature)),
+                "holdout_view_retrieval": float(retrieval_accuracy(h1, h2))}
+
+    @torch.no_grad()
+    def final_checkpoint(self):
+        codes = embed_dataset(self.enc, self.train_set, self.device)
+        if self.cfg.standardize:
+            standardize_output_(self.enc, codes.mean(0), codes.std(0))
+            codes = embed_dataset(self.enc, self.train_set, self.device)
+            self.log("z_s standardised per dimension over the training set (folded into the MLP)")
+        self.enc.set_style_stats(codes)
+        self.log(f"z_s statistics over {codes.shape[0]} training images stored in the encoder")
+        extra = {"holdout_names": self.held_set.names if self.held_set else [],
+                 "train_count": len(self.train_set),
+                 "vgg": self.cfg.vgg_weights or "random-init (demo)"}
+        return {"style_encoder": self.enc}, extra
+
+
+@torch.no_grad()
+def standardize_output_(enc: StyleEncoder, mean: torch.Tensor, std: torch.Tensor):
+    """Make the encoder output (z - mean) / std by rescaling its last linear layer; the
+    projection head's first layer gets the inverse, so head(encoder(x)) is unchanged."""
+    std = std.clamp_min(1e-8).to(mean.device)
+    last = enc.mlp[-1]
+    bias = last.bias * last.lr_mul
+    last.weight.div_(std[:, None])
+    last.bias.copy_((bias - mean) / std / last.lr_mul)
+    if enc.projector is not None:
+        first = enc.projector[0]
+        w_eff = first.weight * first.scale
+        first.bias.add_((mean @ w_eff.T) / first.lr_mul)
+        first.weight.mul_(std[None, :])
+
+
+def retrieval_accuracy(h1, h2):
+    """Share of views whose nearest other view (cosine) is their positive partner."""
+    z1 = nn.functional.normalize(h1.detach(), dim=1)
+    z2 = nn.functional.normalize(h2.detach(), dim=1)
+    return (torch.argmax(z1 @ z2.T, dim=1) == torch.arange(len(z1), device=z1.device)).float().mean()
+
+
+@torch.no_grad()
+def embed_dataset(encoder, dataset, device, batch: int = 64) -> torch.Tensor:
+    out = []
+    for start in range(0, len(dataset), batch):
+        x = torch.stack([dataset[i] for i in range(start, min(start + batch, len(dataset)))])
+        out.append(encoder(x.to(device)).cpu())
+    return torch.cat(out)
+
+
+def main(argv=None):
+    from .cli import train_main
+    return train_main(
+        argv, StyleEncoderConfig,
+        lambda cfg, dist, out, a: StyleEncoderTrainer(cfg, dist, out, a.data),
+        __doc__.split("\n\n")[0],
+        lambda p: p.add_argument("--data", required=True, help="AAHQ (style) LMDB folder"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,259 @@
+# Evaluation (SPEC 5): sample sets, metrics (JSON), t-SNE, the supplement's figures, the metric
+# table, and the targets `evaluation` and `figures_from_checkpoints`. Checkpoints come from the
+# training rules or, when evaluate.checkpoints.* are set, from the given files (rules/evaluate_common.smk).
+
+
+rule eval_samples:
+    input:
+        unpack(eval_models_input),
+        style=f"{OUT}/data/style/lmdb",
+    output:
+        samples=f"{EVAL}/samples.npz",
+    params:
+        encoder=encoder_flag(),
+        n=eval_setting("samples", 32),
+        faces=eval_setting("diversity_faces", 4),
+        styles=eval_setting("diversity_styles", 6),
+        indicator=eval_setting("indicator", 6),
+        truncation=eval_setting("truncation", 1.0),
+        size=eval_setting("sample_size", 256),
+        device=eval_setting("device", "auto"),
+        seed=config["seed"],
+    log:
+        f"{OUT}/logs/eval_samples.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_samples.tsv"
+    threads: eval_threads()
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "python -m workflow.evaluate.samples --blendgan {input.blendgan} {params.encoder}"
+        " --style-lmdb {input.style} --n {params.n} --diversity-faces {params.faces}"
+        " --diversity-styles {params.styles} --indicator {params.indicator}"
+        " --truncation {params.truncation} --max-size {params.size} --seed {params.seed}"
+        " --device {params.device}"
+        " --threads {threads} --out {output.samples} > {log} 2>&1"
+
+
+rule eval_fid_kid:
+    input:
+        weights=eval_weights_input("inception_weights"),
+        samples=f"{EVAL}/samples.npz",
+        style=f"{OUT}/data/style/lmdb",
+        face=f"{OUT}/data/face/lmdb",
+    output:
+        metric=report(f"{EVAL}/metrics/fid_kid.json", caption="../workflow/report/fid_kid.rst",
+                      category="Metrics", subcategory="JSON"),
+    params:
+        weights=eval_setting("inception_weights", "none"),
+        n_real=null_flag("--n-real", eval_setting("real_images")),
+        subsets=eval_setting("kid_subsets", 100),
+        device=eval_setting("device", "auto"),
+        cache=f"{EVAL}/weights",
+        seed=config["seed"],
+    log:
+        f"{OUT}/logs/eval_fid_kid.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_fid_kid.tsv"
+    threads: eval_threads()
+    priority: 10  # the longest metric job: start it as soon as the samples exist
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m workflow.evaluate.fid --samples {input.samples}"
+        " --style-lmdb {input.style} --face-lmdb {input.face} --weights {params.weights}"
+        " --cache-dir {params.cache} {params.n_real} --kid-subsets {params.subsets}"
+        " --seed {params.seed} --device {params.device} --out {output.metric} > {log} 2>&1"
+
+
+rule eval_diversity:
+    input:
+        weights=eval_weights_input("lpips_weights"),
+        backbone=eval_weights_input("lpips_backbone"),
+        samples=f"{EVAL}/samples.npz",
+    output:
+        metric=report(f"{EVAL}/metrics/diversity_lpips.json",
+                      caption="../workflow/report/diversity_lpips.rst", category="Metrics",
+                      subcategory="JSON"),
+    params:
+        weights=eval_setting("lpips_weights", "none"),
+        backbone=eval_setting("lpips_backbone", "none"),
+    log:
+        f"{OUT}/logs/eval_diversity.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_diversity.tsv"
+    threads: 1
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m workflow.evaluate.lpips diversity"
+        " --samples {input.samples} --weights {params.weights} --backbone {params.backbone}"
+        " --out {output.metric} > {log} 2>&1"
+
+
+rule eval_consistency:
+    input:
+        unpack(eval_models_input),
+        samples=f"{EVAL}/samples.npz",
+    output:
+        metric=report(f"{EVAL}/metrics/style_consistency.json",
+                      caption="../workflow/report/style_consistency.rst", category="Metrics",
+                      subcategory="JSON"),
+    params:
+        encoder=encoder_flag(),
+        seed=config["seed"],
+    log:
+        f"{OUT}/logs/eval_consistency.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_consistency.tsv"
+    threads: 1
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m workflow.evaluate.consistency"
+        " --samples {input.samples} --blendgan {input.blendgan} {params.encoder}"
+        " --seed {params.seed} --out {output.metric} > {log} 2>&1"
+
+
+rule eval_content:
+    input:
+        arcface=eval_weights_input("arcface_weights"),
+        samples=f"{EVAL}/samples.npz",
+    output:
+        metric=report(f"{EVAL}/metrics/content_preservation.json",
+                      caption="../workflow/report/content_preservation.rst", category="Metrics",
+                      subcategory="JSON"),
+    params:
+        arcface=eval_setting("arcface_weights", "none"),
+        seed=config["seed"],
+    log:
+        f"{OUT}/logs/eval_content.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_content.tsv"
+    threads: 1
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m workflow.evaluate.identity --samples {input.samples}"
+        " --arcface {params.arcface} --seed {params.seed} --out {output.metric} > {log} 2>&1"
+
+
+rule eval_leakage:
+    input:
+        arcface=eval_weights_input("arcface_weights"),
+        encoder=eval_encoder(),
+        style=f"{OUT}/data/style/lmdb",
+        truth=eval_truth(),
+    output:
+        metric=report(f"{EVAL}/metrics/gram_leakage.json",
+                      caption="../workflow/report/gram_leakage.rst", category="Metrics",
+                      subcategory="JSON"),
+    params:
+        truth=lambda w, input: f"--truth {input.truth}" if input.truth else "",
+        n=eval_setting("leakage_images", 200),
+        arcface=eval_setting("arcface_weights", "none"),
+        seed=config["seed"],
+    log:
+        f"{OUT}/logs/eval_leakage.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_leakage.tsv"
+    threads: 1
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m workflow.evaluate.leakage --style-encoder {input.encoder}"
+        " --style-lmdb {input.style} {params.truth} --n {params.n} --arcface {params.arcface}"
+        " --seed {params.seed}"
+        " --out {output.metric} > {log} 2>&1"
+
+
+rule eval_tsne:
+    input:
+        encoder=eval_encoder(),
+        style=f"{OUT}/data/style/lmdb",
+        truth=eval_truth(),
+    output:
+        png=report(f"{EVAL}/figures/tsne.png", caption="../workflow/report/tsne.rst",
+                   category="Figures", subcategory="Supplement Fig. 1"),
+        json=f"{EVAL}/figures/tsne.json",
+    params:
+        truth=lambda w, input: f"--truth {input.truth}" if input.truth else "",
+        n=null_flag("--n", eval_setting("tsne_images")),
+        device=eval_setting("device", "auto"),
+        seed=config["seed"],
+    log:
+        f"{OUT}/logs/eval_tsne.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_tsne.tsv"
+    threads: eval_threads()
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "python -m workflow.evaluate.tsne --style-encoder {input.encoder} --style-lmdb {input.style}"
+        " {params.truth} {params.n} --threads {threads} --seed {params.seed}"
+        " --device {params.device} --out-png {output.png} --out-json {output.json} > {log} 2>&1"
+
+
+rule eval_figures:
+    input:
+        unpack(eval_models_input),
+        style=f"{OUT}/data/style/lmdb",
+        face=f"{OUT}/data/face/lmdb",
+    output:
+        **{f: report(f"{EVAL}/figures/{f}.png", caption=f"../workflow/report/{f}.rst",
+                     category="Figures", subcategory=f) for f in figure_names()},
+        gif=report(f"{EVAL}/figures/interpolation.gif",
+                   caption="../workflow/report/interpolation.rst", category="Figures",
+                   subcategory="interpolation"),
+    params:
+        encoder=encoder_flag(),
+        psp=optional_flag("--psp", "psp"),
+        finetune=optional_flag("--finetune", "finetune"),
+        skip=figure_skip_flag(),
+        outdir=lambda w, output: os.path.dirname(output.gif),
+        faces=eval_setting("figure_faces", 4),
+        styles=eval_setting("figure_styles", 5),
+        seed=config["seed"],
+        device=eval_setting("device", "auto"),
+    log:
+        f"{OUT}/logs/eval_figures.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_figures.tsv"
+    threads: eval_threads()
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "python -m workflow.evaluate.figures all --blendgan {input.blendgan} {params.encoder}"
+        " {params.psp} {params.finetune} {params.skip} --style-lmdb {input.style}"
+        " --face-lmdb {input.face} --faces {params.faces} --styles {params.styles}"
+        " --seed {params.seed} --device {params.device} --threads {threads}"
+        " --out-dir {params.outdir} > {log} 2>&1"
+
+
+rule eval_tables:
+    input:
+        metrics=expand(f"{EVAL}/metrics/{{m}}.json", m=METRICS),
+    output:
+        tsv=f"{EVAL}/metrics.tsv",
+        html=report(f"{EVAL}/metrics.html", caption="../workflow/report/metrics.rst",
+                    category="Metrics", subcategory="Table"),
+    log:
+        f"{OUT}/logs/eval_tables.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_tables.tsv"
+    threads: 1
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "python -m workflow.evaluate.tables --metrics {input.metrics} --tsv {output.tsv}"
+        " --html {output.html} > {log} 2>&1"
+
+
+rule evaluation:
+    input:
+        evaluation_targets(),
+
+
+rule figures_from_checkpoints:
+    input:
+        checkpoint_targets,

@@ -1,0 +1,26 @@
+# Pretrained files (SPEC 6): fetched, resumably and verified, into the pretrained folder.
+#
+# One job per registry file that the config needs (helpers in pretrained_common.smk). The demo
+# config needs none, so the default run never touches the network. The job is a local rule: on a
+# cluster it runs on the submitting node, which usually is the one with internet access.
+# Downloads go through <dir>/.store/, which Snakemake never deletes, so an interrupted or forced
+# job resumes (HTTP Range) instead of starting over.
+
+
+rule fetch_pretrained:
+    output:
+        f"{PRETRAINED_DIR}/{{pretrained_file}}",
+    wildcard_constraints:
+        pretrained_file=PRETRAINED_FILE_REGEX,
+    params:
+        cmd=lambda w: pretrained_fetch_command(w.pretrained_file),
+    log:
+        f"{OUT}/logs/pretrained/{{pretrained_file}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/pretrained/{{pretrained_file}}.tsv"
+    localrule: True
+    threads: 1
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "{params.cmd} --log {log:q}"

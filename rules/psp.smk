@@ -1,0 +1,47 @@
+# pSp encoder (SPEC 4.3) against the frozen BlendGAN generator at i = 18, and its probe.
+
+
+rule train_psp:
+    input:
+        face=f"{OUT}/data/face/lmdb",
+        generator=model_path("blendgan"),
+        lpips=pretrained_input(config["psp"].get("lpips_weights")),
+        arcface=pretrained_input(config["psp"].get("arcface_weights")),
+    output:
+        checkpoint=model_path("psp"),
+    params:
+        cfg=train_section("psp"),
+        out=lambda w, output: os.path.dirname(output.checkpoint),
+        launcher=lambda w, resources: train_launcher("models.train.psp", resources.gpu),
+    log:
+        f"{OUT}/logs/train_psp.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_psp.tsv"
+    threads: train_threads("psp")
+    resources:
+        gpu=int(config.get("gpus", 0)),
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "{params.launcher} --config-json {params.cfg} --set loop.threads={threads}"
+        " --face {input.face} --generator {input.generator}"
+        " --out {params.out} --final {output.checkpoint} > {log} 2>&1"
+
+
+rule probe_psp:
+    input:
+        checkpoint=model_path("psp"),
+    output:
+        probe=f"{OUT}/eval/psp_probe.json",
+    params:
+        stats=f"{OUT}/models/psp/stats.jsonl",
+    log:
+        f"{OUT}/logs/probe_psp.log",
+    benchmark:
+        f"{OUT}/benchmarks/probe_psp.tsv"
+    threads: 1
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "python -m workflow.evaluate.style_probe psp --stats {params.stats}"
+        " --out {output.probe} > {log} 2>&1"

@@ -1,0 +1,44 @@
+# Style encoder (SPEC 4.1) and its probe; helpers in train_common.smk.
+
+
+rule train_style_encoder:
+    input:
+        style=f"{OUT}/data/style/lmdb",
+        vgg=pretrained_input(config["style_encoder"].get("vgg_weights")),
+    output:
+        checkpoint=model_path("style_encoder"),
+    params:
+        cfg=train_section("style_encoder"),
+        out=lambda w, output: os.path.dirname(output.checkpoint),
+        launcher=lambda w, resources: train_launcher("models.train.style_encoder", resources.gpu),
+    log:
+        f"{OUT}/logs/train_style_encoder.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_style_encoder.tsv"
+    threads: train_threads("style_encoder")
+    resources:
+        gpu=int(config.get("gpus", 0)),
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "{params.launcher} --config-json {params.cfg} --set loop.threads={threads}"
+        " --data {input.style} --out {params.out} --final {output.checkpoint} > {log} 2>&1"
+
+
+rule probe_style_encoder:
+    input:
+        checkpoint=model_path("style_encoder"),
+        style=f"{OUT}/data/style/lmdb",
+        truth=f"{OUT}/demo/truth.json",
+    output:
+        probe=f"{OUT}/eval/style_encoder_probe.json",
+    log:
+        f"{OUT}/logs/probe_style_encoder.log",
+    benchmark:
+        f"{OUT}/benchmarks/probe_style_encoder.tsv"
+    threads: 1
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "python -m workflow.evaluate.style_probe encoder --checkpoint {input.checkpoint}"
+        " --data {input.style} --truth {input.truth} --out {output.probe} > {log} 2>&1"

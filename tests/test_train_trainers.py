@@ -1,0 +1,250 @@
+"""The four trainers on tiny data: CLIs, losses falling on a fixed batch, checkpoints that load
+with the public loaders, the probes, and BlendGAN under two gloo processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_helpers import (blendgan_cfg, encoder_cfg, loop, make_lmdb, psp_cfg,  # noqa: E402
+                           write_truth, write_yaml)
+
+from models.checkpoint import (load_checkpoint, load_generator, load_psp_encoder,  # noqa: E402
+                               load_style_encoder)
+from models.train import blendgan as bg  # noqa: E402
+from models.train import finetune as ft  # noqa: E402
+from models.train import psp as psp_train  # noqa: E402
+from models.train import style_encoder as se  # noqa: E402
+from models.train.config import from_dict  # noqa: E402
+from models.train.core import Dist, read_stats  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CPU = Dist()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    style, truth = make_lmdb(root / "style", n=24, size=16, seed=0)
+    face, _ = make_lmdb(root / "face", n=16, size=16, seed=1, styles=1)
+    return {"root": root, "style": style, "face": face,
+            "truth": write_truth(root / "truth.json", truth)}
+
+
+@pytest.fixture(scope="module")
+def encoder_ckpt(data):
+    cfg = write_yaml(data["root"] / "se.yaml", encoder_cfg(loop=loop(total_images=8)))
+    return se.main(["--config", str(cfg), "--data", str(data["style"]),
+                    "--out", str(data["root"] / "se")])
+
+
+@pytest.fixture(scope="module")
+def blendgan_ckpt(data, encoder_ckpt):
+    cfg = write_yaml(data["root"] / "bg.yaml",
+                     blendgan_cfg(loop=loop(total_images=8, eval_every=4, sample_every=8)))
+    return bg.main(["--config", str(cfg), "--face", str(data["face"]), "--style",
+                    str(data["style"]), "--style-encoder", str(encoder_ckpt),
+                    "--out", str(data["root"] / "bg")])
+
+
+def _falls(phase, batch, steps=12):
+    losses = []
+    for _ in range(steps):
+        phase.optimizer.zero_grad(set_to_none=True)
+        loss, _ = phase.loss(batch, 1)
+        loss.backward()
+        phase.optimizer.step()
+        if phase.after_step:
+            phase.after_step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+@pytest.mark.parametrize("module", [se, bg, psp_train, ft])
+def test_cli_help(module, capsys):
+    with pytest.raises(SystemExit) as err:
+        module.main(["--help"])
+    assert err.value.code == 0
+    assert "--config" in capsys.readouterr().out
+
+
+def test_unknown_config_key_is_an_error(data, tmp_path):
+    cfg = write_yaml(tmp_path / "bad.yaml", {"resolutoin": 16})
+    with pytest.raises(ValueError, match="unknown key"):
+        se.main(["--config", str(cfg), "--data", str(data["style"]), "--out", str(tmp_path)])
+
+
+# ------------------------------------------------------------------------------ style encoder
+def test_style_encoder_loss_falls_on_fixed_batch(data, tmp_path):
+    cfg = from_dict(se.StyleEncoderConfig, encoder_cfg())
+    t = se.StyleEncoderTrainer(cfg, CPU, tmp_path, str(data["style"]))
+    losses = _falls(t.phases()[0], t.get_batch(0))
+    assert losses[-1] < losses[0] * 0.9, losses
+
+
+def test_style_encoder_checkpoint(encoder_ckpt):
+    enc = load_style_encoder(encoder_ckpt)
+    assert enc(torch.zeros(1, 3, 16, 16)).shape == (1, 16)
+    extra = load_checkpoint(encoder_ckpt, build=False)["extra"]
+    assert len(extra["holdout_names"]) == 4 and extra["train_count"] == 20
+
+
+# ------------------------------------------------------------------------------ BlendGAN
+def test_blendgan_losses_fall_on_fixed_batch(data, encoder_ckpt, tmp_path):
+    cfg = from_dict(bg.BlendGANConfig, blendgan_cfg())
+    t = bg.BlendGANTrainer(cfg, CPU, tmp_path, str(data["face"]), str(data["style"]),
+                           str(encoder_ckpt))
+    phases = {p.name: p for p in t.phases()}
+    batch = t.get_batch(0)
+    for p in t.d_params:
+        p.requires_grad_(True)
+    d = _falls(phases["D_main"], batch)
+    assert d[-1] < d[0], d
+    for p in t.d_params:
+        p.requires_grad_(False)
+    g = _falls(phases["G_main"], batch)
+    assert g[-1] < g[0], g
+    assert 0 <= float(t.g.add_weight.min()) and float(t.g.add_weight.max()) <= 1
+
+
+def test_blendgan_checkpoint_loads(blendgan_ckpt, data):
+    g = load_generator(blendgan_ckpt)
+    assert g.resolution == 16 and g.embedder is not None
+    z = torch.randn(2, 16)
+    zs = torch.randn(2, 16)
+    assert torch.equal(g.generate(z), g.generate(z, zs, indicator=18))
+    out = g.generate(z, zs, indicator=6)
+    assert out.shape == (2, 3, 16, 16) and out.abs().max() <= 1
+    assert load_style_encoder(blendgan_ckpt)(torch.zeros(1, 3, 16, 16)).shape == (1, 16)
+    stats = read_stats(data["root"] / "bg" / "stats.jsonl")
+    assert any("eval/fd_estyle_reference" in r for r in stats)
+    assert any("G_main/face" in r for r in stats)
+    assert list((data["root"] / "bg" / "samples").glob("*.png"))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_blendgan_two_process_ddp_equals_one_process(data, encoder_ckpt, tmp_path):
+    """Global batch 4 as 1x4 and 2x2. Path length (per-rank subset, as in rosinality) is off
+    and the minibatch-stddev group is 1, the two parts that depend on the split."""
+    cfg = write_yaml(tmp_path / "c.yaml", blendgan_cfg(
+        stddev_group=1, path_regularize=0.0, loop=loop(total_images=8, snapshot_every=0)))
+    args = ["--config", str(cfg), "--face", str(data["face"]), "--style", str(data["style"]),
+            "--style-encoder", str(encoder_ckpt)]
+    one = bg.main(args + ["--out", str(tmp_path / "one")])
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+           "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+           "-m", "models.train.blendgan", *args, "--out", str(tmp_path / "two")]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    a = load_checkpoint(one, build=False)["models"]
+    b = load_checkpoint(tmp_path / "two" / "final.pt", build=False)["models"]
+    for name in ("g", "d_face", "d_style", "d_style_latent"):
+        for k, v in a[name]["state_dict"].items():
+            assert torch.allclose(v, b[name]["state_dict"][k], rtol=1e-4, atol=1e-5), (name, k)
+
+
+# ------------------------------------------------------------------------------ pSp
+def test_psp_loss_falls_and_terms_switch_off(data, blendgan_ckpt, tmp_path):
+    cfg = from_dict(psp_train.PSPConfig, psp_cfg())
+    with pytest.warns(UserWarning, match="switched OFF"):
+        t = psp_train.PSPTrainer(cfg, CPU, tmp_path, str(data["face"]), str(blendgan_ckpt))
+    assert t.weights["lpips"] == 0 and t.weights["id"] == 0 and t.weights["l2"] == 1
+    losses = _falls(t.phases()[0], t.get_batch(0), steps=15)
+    assert losses[-1] < losses[0], losses
+
+
+def test_psp_cli_and_checkpoint(data, blendgan_ckpt, tmp_path):
+    cfg = write_yaml(tmp_path / "psp.yaml", psp_cfg())
+    final = psp_train.main(["--config", str(cfg), "--face", str(data["face"]),
+                            "--generator", str(blendgan_ckpt), "--out", str(tmp_path / "psp")])
+    enc = load_psp_encoder(final)
+    g = load_generator(blendgan_ckpt)
+    w = enc(torch.zeros(1, 3, 16, 16))
+    assert w.shape == (1, g.n_latent, 16)
+    vals = [r["eval/val_l2"] for r in read_stats(tmp_path / "psp" / "stats.jsonl")
+            if "eval/val_l2" in r]
+    assert len(vals) >= 2
+    # Probe: held-out reconstruction error over training, as JSON.
+    from workflow.evaluate import style_probe
+    out = tmp_path / "psp_probe.json"
+    style_probe.main(["psp", "--stats", str(tmp_path / "psp" / "stats.jsonl"), "--out", str(out)])
+    traj = json.loads(out.read_text())["held_out_reconstruction"]["eval/val_l2"]
+    assert traj["first"] == vals[0] and traj["last"] == vals[-1]
+
+
+# ------------------------------------------------------------------------------ fine-tuning
+def test_finetune_from_one_reference(data, blendgan_ckpt, tmp_path):
+    cfg = write_yaml(tmp_path / "ft.yaml", {"loop": loop(batch=1, total_images=4, log_every=2,
+                                                         snapshot_every=0, eval_every=2)})
+    final = ft.main(["--config", str(cfg), "--checkpoint", str(blendgan_ckpt),
+                     "--face", str(data["face"]), "--reference-lmdb", str(data["style"]),
+                     "--reference-index", "3", "--out", str(tmp_path / "ft")])
+    g = load_generator(final)
+    assert g.generate(torch.randn(1, 16), torch.randn(1, 16), indicator=6).shape == (1, 3, 16, 16)
+    stats = read_stats(tmp_path / "ft" / "stats.jsonl")
+    assert sum("eval/ref_style_cosine" in r for r in stats) >= 2
+    # Losses fall on a fixed batch for the fine-tuning trainer too.
+    ftcfg = from_dict(ft.FinetuneConfig, {"loop": loop(batch=2)})
+    ref = ft.LMDBImages(data["style"], 16)[3]
+    t = ft.FinetuneTrainer(ftcfg, CPU, tmp_path / "ft2", str(blendgan_ckpt), str(data["face"]), ref)
+    phases = {p.name: p for p in t.phases()}
+    batch = t.get_batch(0)
+    assert torch.equal(batch["style"][0], batch["style"][1])  # only the reference
+    for p in t.d_params:
+        p.requires_grad_(True)
+    d = _falls(phases["D_main"], batch)
+    assert d[-1] < d[0], d
+
+
+# ------------------------------------------------------------------------------ probes
+def test_probes_run_on_tiny_truth(data, encoder_ckpt, blendgan_ckpt, tmp_path):
+    from workflow.evaluate import style_probe
+    out = tmp_path / "enc.json"
+    style_probe.main(["encoder", "--checkpoint", str(encoder_ckpt), "--data", str(data["style"]),
+                      "--truth", str(data["truth"]), "--out", str(out)])
+    res = json.loads(out.read_text())
+    for name in ("learned_encoder", "gram_baseline"):
+        assert 0 <= res[name]["knn_style_accuracy"] <= 1
+        assert 0 <= res[name]["knn_identity_accuracy"] <= 1
+    assert res["heldout_images"] == 4 and res["chance_style"]["classes"] == 3
+    out = tmp_path / "bg.json"
+    style_probe.main(["blendgan", "--checkpoint", str(blendgan_ckpt), "--encoder",
+                      str(encoder_ckpt), "--data", str(data["style"]), "--truth",
+                      str(data["truth"]), "--stats", str(data["root"] / "bg" / "stats.jsonl"),
+                      "--out", str(out)])
+    res = json.loads(out.read_text())
+    assert 0 <= res["reference_guided_label_agreement"] <= 1
+    assert "eval/fd_estyle_reference" in res["fd_estyle_over_training"]
+
+
+def test_gradient_accumulation_runs_and_splits_batches(data, encoder_ckpt, tmp_path):
+    cfg = from_dict(bg.BlendGANConfig, blendgan_cfg(loop=loop(batch=4, accum=2)))
+    t = bg.BlendGANTrainer(cfg, CPU, tmp_path, str(data["face"]), str(data["style"]),
+                           str(encoder_ckpt))
+    batch = t.get_batch(0)
+    parts = t.split(batch, 2)
+    assert [p["face"].shape[0] for p in parts] == [2, 2]
+    assert parts[0]["z_face_g"].shape[1] == 4 and len(parts[0]["noise_g"]) == t.g.num_layers
+    # Natural rows of micro-batch 0 are natural rows 0..1 of the whole batch.
+    assert torch.equal(parts[0]["z_face_g"][:, :2], batch["z_face_g"][:, :2])
+    assert torch.equal(parts[1]["z_face_g"][:, 2:], batch["z_face_g"][:, 6:])
+    cfg_path = write_yaml(tmp_path / "acc.yaml", blendgan_cfg(loop=loop(batch=4, accum=2,
+                                                                         total_images=8)))
+    final = bg.main(["--config", str(cfg_path), "--face", str(data["face"]), "--style",
+                     str(data["style"]), "--style-encoder", str(encoder_ckpt),
+                     "--out", str(tmp_path / "acc")])
+    assert load_generator(final).resolution == 16

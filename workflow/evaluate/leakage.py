@@ -1,0 +1,163 @@
+"""Supplement D ablation: content leakage of the Gram-concatenation embedding (no learned MLP)
+against the learned style encoder (SPEC 5).
+
+    python -m workflow.evaluate.leakage --style-encoder E.pt --style-lmdb A [--truth T] --out J
+
+Both embeddings come from the same frozen VGG (``E.gram`` is the Gram concatenation itself).
+Leakage = how well an embedding predicts content:
+- ``content_r2``: ridge regression (5-fold cross-validated R^2, best of a fixed grid of ridge
+  strengths) from the embedding (PCA to at most 64 dimensions, standardised, so 610k-d Gram
+  vectors and 512-d codes compete fairly) to the dlib identity descriptor of the image; any
+  dataset. Near 0 (or below) = no linear content signal.
+- with the demo's ground truth: leave-one-out 5-NN (cosine) accuracy of the identity (content)
+  and of the style label (what the embedding should keep), against chance.
+Lower identity/content numbers and higher style numbers are better for a style embedding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .common import lmdb_images, machine, to_uint8, write_json
+
+K = 5
+
+
+def reduce(x: torch.Tensor, dims: int = 64) -> np.ndarray:
+    x = x.double() - x.double().mean(0)
+    q = min(dims, x.shape[0] - 1, x.shape[1])
+    if x.shape[1] <= 4096:
+        u, s, _ = torch.linalg.svd(x, full_matrices=False)
+    else:  # paper-width Gram vectors (610,304-d): randomised PCA
+        u, s, _ = torch.pca_lowrank(x, q=q, center=False)
+    z = (u[:, :q] * s[:q]).numpy()
+    return (z - z.mean(0)) / (z.std(0) + 1e-8)
+
+
+def ridge_r2(x: np.ndarray, y: np.ndarray, alpha: float = 1.0, folds: int = 5, seed: int = 0) -> float:
+    """Cross-validated R^2 (pooled over folds, averaged over target dimensions)."""
+    n = len(x)
+    order = np.random.default_rng(seed).permutation(n)
+    pred = np.zeros_like(y, dtype=float)
+    for f in range(folds):
+        test = order[f::folds]
+        train = np.setdiff1d(order, test)
+        xm, ym = x[train].mean(0), y[train].mean(0)
+        xt, yt = x[train] - xm, y[train] - ym
+        w = np.linalg.solve(xt.T @ xt + alpha * np.eye(x.shape[1]), xt.T @ yt)
+        pred[test] = (x[test] - xm) @ w + ym
+    sse = ((y - pred) ** 2).sum(0)
+    sst = ((y - y.mean(0)) ** 2).sum(0) + 1e-12
+    return float(np.mean(1 - sse / sst))
+
+
+ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
+
+
+def best_ridge_r2(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """The best cross-validated R^2 over a grid of ridge strengths (same grid for every
+    embedding, so the comparison stays fair); (R^2, alpha)."""
+    scores = [(ridge_r2(x, y, alpha, seed=seed), alpha) for alpha in ALPHAS]
+    return max(scores)
+
+
+def knn_loo_accuracy(x: np.ndarray, labels: list, k: int = K) -> float:
+    """Leave-one-out k-NN (cosine) accuracy; majority vote, ties to the nearest."""
+    z = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
+    sim = z @ z.T
+    np.fill_diagonal(sim, -np.inf)
+    idx = np.argsort(-sim, axis=1)[:, :k]
+    correct = 0
+    for i, row in enumerate(idx):
+        labs = [labels[j] for j in row]
+        counts = Counter(labs)
+        best = max(counts.values())
+        correct += next(lab for lab in labs if counts[lab] == best) == labels[i]
+    return correct / len(labels)
+
+
+def chance(labels: list) -> float:
+    c = Counter(labels)
+    n = len(labels)
+    return float(sum((v / n) ** 2 for v in c.values()))
+
+
+def aligned_name(raw: str) -> str:
+    return Path(raw).with_suffix("").as_posix().replace("/", "__") + ".png"
+
+
+@torch.no_grad()
+def embeddings(encoder, images: torch.Tensor, batch: int = 32) -> dict:
+    learned, gram = [], []
+    for i in range(0, len(images), batch):
+        x = images[i:i + batch]
+        g = encoder.gram(x)
+        gram.append(g)
+        learned.append(encoder.mlp(g))
+    return {"learned": torch.cat(learned), "gram": torch.cat(gram)}
+
+
+def evaluate(style_encoder, style_lmdb, truth=None, n=400, resolution=None, seed=0,
+             identity=True, arcface=None) -> dict:
+    from models.checkpoint import load_style_encoder
+    enc = load_style_encoder(style_encoder).eval()
+    resolution = resolution or int(enc.init_kwargs.get("pool_size") or 256)
+    images, names, _ = lmdb_images(style_lmdb, resolution, n, seed)
+    emb = embeddings(enc, images)
+    red = {k: reduce(v) for k, v in emb.items()}
+    res = {k: {"dim": int(v.shape[1])} for k, v in emb.items()}
+    settings = {"n": len(images), "resolution": resolution, "seed": seed, "pca_dims": 64,
+                "ridge_alphas": list(ALPHAS), "folds": 5, "k": K}
+    if identity:
+        from .identity import identity_backend
+        backend = identity_backend(arcface)
+        desc = backend(to_uint8(images))
+        for k in red:
+            res[k]["content_r2"], res[k]["ridge_alpha"] = best_ridge_r2(red[k], desc, seed)
+        settings["content_target"] = f"{backend.name} identity descriptor ({desc.shape[1]}-d)"
+    if truth:
+        t = json.loads(Path(truth).read_text())["datasets"]["style"]
+        by_name = {aligned_name(raw): rec for raw, rec in t.items()}
+        keep = [i for i, nm in enumerate(names) if nm in by_name]
+        ids = [by_name[names[i]]["identity"] for i in keep]
+        styles = [by_name[names[i]]["style"] for i in keep]
+        for k, v in emb.items():
+            x = v[keep].double().numpy()
+            res[k]["identity_knn"] = knn_loo_accuracy(x, ids)
+            res[k]["style_knn"] = knn_loo_accuracy(x, styles)
+        res["chance"] = {"identity_knn": chance(ids), "style_knn": chance(styles), "n": len(keep)}
+    return {"metric": "gram_leakage", "computed": True, "results": res,
+            "inputs": {"style_encoder": str(style_encoder), "style_lmdb": str(style_lmdb),
+                       "truth": str(truth) if truth else None},
+            "settings": settings, "machine": machine()}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--style-encoder", required=True, help="style encoder or BlendGAN checkpoint")
+    p.add_argument("--style-lmdb", required=True)
+    p.add_argument("--truth", default=None, help="demo ground truth (identity and style labels)")
+    p.add_argument("--n", type=int, default=400)
+    p.add_argument("--resolution", type=int, default=None, help="default: the encoder's pool size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-identity", action="store_true", help="skip the identity content target")
+    p.add_argument("--arcface", default=None, help="ArcFace IR-SE50 file (default: dlib descriptors)")
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    arcface = None if a.arcface in (None, "none", "null", "") else a.arcface
+    rec = evaluate(a.style_encoder, a.style_lmdb, a.truth, a.n, a.resolution, a.seed,
+                   not a.no_identity, arcface)
+    write_json(a.out, rec)
+    print(json.dumps(rec["results"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

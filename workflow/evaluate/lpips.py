@@ -1,0 +1,171 @@
+"""LPIPS (Zhang et al. 2018, AlexNet variant, v0.1) with every weight read from a file, and the
+diversity metric of SPEC 5: mean pairwise LPIPS between the outputs of one face under different
+styles.
+
+    python -m workflow.evaluate.lpips convert --alexnet alexnet-owt-7be5be79.pth \
+        --linear lpips/weights/v0.1/alex.pth --out lpips_alex.pt
+    python -m workflow.evaluate.lpips diversity --samples S.npz --weights lpips_alex.pt --out J
+
+Weights: our state dict (``features.{0,3,6,8,10}.*`` of torchvision's AlexNet and
+``lin{0..4}.model.1.weight`` of the lpips package), the lpips package's full ``LPIPS`` state
+dict (``net.sliceK.N.*``), or the package's linear layers alone plus ``--backbone`` (torchvision
+AlexNet file). Without a file the metric is written as not computed: LPIPS
+with a random backbone would be a number without meaning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import from_uint8, machine, not_computed, write_json
+
+CHANNELS = (64, 192, 384, 256, 256)
+MIN_SIZE = 64
+
+
+class LPIPS(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU())
+        self.taps = (1, 4, 7, 9, 11)  # after each ReLU, as lpips' slices
+        for k, c in enumerate(CHANNELS):
+            self.add_module(f"lin{k}", nn.Sequential())
+            getattr(self, f"lin{k}").model = nn.Sequential(nn.Dropout(), nn.Conv2d(c, 1, 1, bias=False))
+        self.register_buffer("shift", torch.tensor([-.030, -.088, -.188]).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor([.458, .448, .450]).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+
+    def _feats(self, x):
+        x = (x - self.shift) / self.scale
+        out = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.taps:
+                out.append(x / (x.pow(2).sum(1, keepdim=True).sqrt() + 1e-10))
+        return out
+
+    def forward(self, a, b):
+        """Images in [-1, 1] -> (N,) distances. Images under 64 px (demo scale) are upsampled
+        to 64 first: AlexNet's strides leave nothing of a 16 px image."""
+        if min(a.shape[-2:]) < MIN_SIZE:
+            a, b = (F.interpolate(t, size=(MIN_SIZE, MIN_SIZE), mode="bilinear",
+                                  align_corners=False) for t in (a, b))
+        fa, fb = self._feats(a), self._feats(b)
+        return sum(getattr(self, f"lin{k}").model[1]((x - y) ** 2).mean((2, 3)).squeeze(1)
+                   for k, (x, y) in enumerate(zip(fa, fb)))
+
+
+def _remap(sd: dict) -> dict:
+    out = {}
+    for k, v in sd.items():
+        m = re.fullmatch(r"net\.slice\d\.(\d+)\.(weight|bias)", k)
+        if m:
+            out[f"features.{m.group(1)}.{m.group(2)}"] = v
+        elif k.startswith("scaling_layer."):
+            continue
+        else:
+            out[k] = v
+    return out
+
+
+def load_lpips(path, map_location="cpu", backbone=None) -> LPIPS:
+    """``path``: our file or the lpips package's full state dict; or the lpips package's
+    linear layers alone (``lin*`` keys, e.g. lpips-v0.1-alex.pth) with ``backbone`` =
+    torchvision's AlexNet state dict (alexnet-owt-7be5be79.pth)."""
+    sd = torch.load(path, map_location=map_location, weights_only=True)
+    sd = _remap(sd.get("state_dict", sd))
+    if backbone:
+        tv = torch.load(backbone, map_location=map_location, weights_only=True)
+        sd.update({k: v for k, v in tv.items() if k.startswith("features.")})
+    net = LPIPS()
+    own = net.state_dict()
+    for key in ("shift", "scale"):
+        sd.setdefault(key, own[key])
+    try:
+        net.load_state_dict(sd, strict=True)
+    except RuntimeError as err:
+        raise RuntimeError(f"{path}: not an LPIPS (AlexNet) weights file: {err}") from None
+    return net.eval()
+
+
+def convert(alexnet, linear, out):
+    """torchvision AlexNet state dict + lpips package linear layers -> one file."""
+    net = LPIPS()
+    a = torch.load(alexnet, map_location="cpu", weights_only=True)
+    sd = {k: v for k, v in a.items() if k.startswith("features.")}
+    sd.update(torch.load(linear, map_location="cpu", weights_only=True))
+    sd.update({"shift": net.shift, "scale": net.scale})
+    net.load_state_dict(sd, strict=True)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), out)
+
+
+@torch.no_grad()
+def mean_pairwise(net: LPIPS, images: torch.Tensor) -> float:
+    """Mean LPIPS over all unordered pairs of a set of images."""
+    pairs = list(combinations(range(len(images)), 2))
+    if not pairs:
+        return float("nan")
+    i, j = map(list, zip(*pairs))
+    return float(net(images[i], images[j]).mean())
+
+
+def diversity(samples, weights, backbone=None) -> dict:
+    data = np.load(samples)
+    inputs = {"samples": str(samples), "weights": str(weights) if weights else None,
+              "backbone": str(backbone) if backbone else None}
+    if "diversity" not in data:
+        return not_computed("diversity_lpips", "samples file has no diversity set", inputs=inputs)
+    faces, styles = data["diversity"].shape[:2]
+    settings = {"faces": int(faces), "styles_per_face": int(styles),
+                "indicator": int(data["indicator"]), "backbone": "alexnet (LPIPS v0.1)"}
+    if not weights or not Path(weights).is_file():
+        return not_computed("diversity_lpips", f"no LPIPS weights file ({weights or 'not configured'}):"
+                            " set evaluate.lpips_weights", inputs=inputs, settings=settings)
+    net = load_lpips(weights, backbone=backbone)
+    per_face = [mean_pairwise(net, from_uint8(data["diversity"][f])) for f in range(faces)]
+    return {"metric": "diversity_lpips", "computed": True, "mean": float(np.mean(per_face)),
+            "std": float(np.std(per_face)), "per_face": per_face, "inputs": inputs,
+            "settings": settings, "machine": machine()}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("convert")
+    c.add_argument("--alexnet", required=True)
+    c.add_argument("--linear", required=True)
+    c.add_argument("--out", required=True)
+    d = sub.add_parser("diversity")
+    d.add_argument("--samples", required=True)
+    d.add_argument("--weights", default=None, help="LPIPS file (ours, lpips package, or its linear layers)")
+    d.add_argument("--backbone", default=None, help="torchvision AlexNet file when --weights has linear layers only")
+    d.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    if a.cmd == "convert":
+        convert(a.alexnet, a.linear, a.out)
+        return 0
+    weights = None if a.weights in (None, "none", "null", "") else a.weights
+    backbone = None if a.backbone in (None, "none", "null", "") else a.backbone
+    rec = diversity(a.samples, weights, backbone)
+    write_json(a.out, rec)
+    print(rec.get("mean", rec.get("reason")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

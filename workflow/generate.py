@@ -1,0 +1,241 @@
+"""Stylise faces with trained checkpoints alone (no training config needed); CPU or GPU.
+
+    python -m workflow.generate latent    --blendgan G.pt --faces 4 --styles 4 --out grid.png
+    python -m workflow.generate reference --blendgan G.pt --style art1.png art2.png --out grid.png
+    python -m workflow.generate transfer  --blendgan G.pt --psp P.pt --photo me.jpg \
+                                          --style art1.png --out me_styled.png
+    python -m workflow.generate sweep     --blendgan G.pt --style art1.png --out sweep.png
+    python -m workflow.generate interpolate --blendgan G.pt --style a.png b.png c.png --out anim.gif
+
+Rows are faces, columns styles; the first column is the natural face (i = 18) (for photos: the
+aligned input and its pSp reconstruction), and with --style the first row shows the references. ``--style`` takes image files
+(reference-guided, through E_style); without it, styles are drawn as z_s ~ N(0, I)
+(latent-guided; ``--styles`` of them, from ``--seed``). ``transfer`` finds the face in a photo
+(dlib landmarks), aligns it the FFHQ way, inverts it with pSp and stylises it; ``--aligned``
+skips detection for an already-aligned crop. ``--separate DIR`` also writes every output as its
+own PNG. Defaults follow the paper's inference: i = 6 (7 for videos), psi = 0.75.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from workflow.evaluate.common import (face_codes, grid, load_models, load_photo, pick_device,
+                                      save_png, to_pil)
+
+
+# ------------------------------------------------------------------------------ building blocks
+@torch.no_grad()
+def style_codes(models: dict, images: torch.Tensor) -> torch.Tensor:
+    enc = models["style_encoder"]
+    if enc is None:
+        raise SystemExit("this generator embeds no style encoder: pass --style-encoder E.pt")
+    return enc(images.to(next(enc.parameters()).device))
+
+
+@torch.no_grad()
+def stylise(g, z_style, indicator, truncation=0.75, z_face=None, w_face=None) -> torch.Tensor:
+    """G(face, z_s, i) with constant noise; face from z_face (N, D) or W+ w_face (N, L, D)."""
+    if w_face is not None:
+        img = g(w_face=w_face, z_style=z_style, indicator=indicator, randomize_noise=False)
+        return img.clamp(-1, 1)
+    return g.generate(z_face, z_style, indicator=indicator, truncation=truncation)
+
+
+def read_styles(paths, resolution: int) -> torch.Tensor:
+    return torch.stack([load_photo(p, resolution) for p in paths])
+
+
+def align_photo(path, size: int, aligned: bool = False) -> Image.Image:
+    """Photo -> FFHQ-aligned RGB crop (dlib landmarks + SPEC 2.3 alignment)."""
+    from workflow.dataset.imageio import load_rgb  # safe decoding (pixel cap)
+    img = load_rgb(path)
+    if aligned:
+        return img.convert("RGB").resize((size, size), Image.LANCZOS)
+    from workflow.dataset.align import align_face
+    from workflow.dataset.landmarks import DlibDetector
+    entry = DlibDetector()(np.asarray(img.convert("RGB")))
+    if entry is None:
+        raise SystemExit(f"{path}: no face found (dlib); pass --aligned for an aligned crop")
+    return align_face(img, entry["landmarks"], size=size)
+
+
+@torch.no_grad()
+def invert(models: dict, photo: Image.Image) -> torch.Tensor:
+    """pSp: aligned crop -> W+ (1, L, D)."""
+    psp = models["psp"]
+    if psp is None:
+        raise SystemExit("transfer needs --psp P.pt")
+    size = max(psp.input_size, models["generator"].resolution)
+    x = torch.from_numpy(np.asarray(photo.convert("RGB").resize((size, size), Image.LANCZOS),
+                                    dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+    return psp(x.to(next(psp.parameters()).device))
+
+
+def latent_styles(n: int, dim: int, seed: int, device) -> torch.Tensor:
+    return face_codes(n, dim, seed + 1000).to(device)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    an, bn = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
+    omega = torch.acos((an * bn).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
+
+
+# ---------------------------------------------------------------------------------- commands
+def _styles(args, models, device):
+    g = models["generator"]
+    if args.style:
+        refs = read_styles(args.style, g.resolution)
+        return style_codes(models, refs), list(refs)
+    return latent_styles(args.styles, g.style_dim, args.seed, device), None
+
+
+def _faces(args, models, device):
+    """(z_face or None, w_face or None, natural images, number of faces, aligned crops or None).
+    With photos, "natural" is the pSp reconstruction (i = 18)."""
+    g = models["generator"]
+    if getattr(args, "photo", None):
+        crops = [align_photo(p, max(256, g.resolution), args.aligned) for p in args.photo]
+        w = torch.cat([invert(models, c) for c in crops])
+        natural = stylise(g, None, 18, w_face=w)
+        return None, w, natural, len(crops), crops
+    z = face_codes(args.faces, g.style_dim, args.seed).to(device)
+    return z, None, g.generate(z, None, 18, args.truncation), args.faces, None
+
+
+def cmd_grid(args, models, device):
+    g = models["generator"]
+    codes, refs = _styles(args, models, device)
+    z, w, natural, n_faces, crops = _faces(args, models, device)
+    lead = 1 if crops is None else 2  # photos: the aligned input, then its pSp reconstruction
+    rows = [] if refs is None else [[None] * lead + refs]
+    outputs = []
+    for f in range(n_faces):
+        zs = codes
+        zf = None if z is None else z[f:f + 1].expand(len(codes), -1)
+        wf = None if w is None else w[f:f + 1].expand(len(codes), -1, -1)
+        out = stylise(g, zs, args.indicator, args.truncation, zf, wf)
+        outputs.append(out)
+        rows.append(([] if crops is None else [crops[f]]) + [natural[f]] + list(out))
+    save_png(grid(rows, cell=args.cell), args.out)
+    if args.separate:
+        for f, out in enumerate(outputs):
+            for s, img in enumerate(out):
+                save_png(to_pil(img), Path(args.separate) / f"face{f:02d}_style{s:02d}.png")
+    print(args.out)
+
+
+def cmd_sweep(args, models, device):
+    g = models["generator"]
+    codes, _ = _styles(args, models, device)
+    z, w, natural, n_faces, _ = _faces(args, models, device)
+    rows = []
+    for f in range(n_faces):
+        zf = None if z is None else z[f:f + 1].expand(19, -1)
+        wf = None if w is None else w[f:f + 1].expand(19, -1, -1)
+        out = stylise(g, codes[:1].expand(19, -1), torch.arange(19, device=device),
+                      args.truncation, zf, wf)
+        rows.append(list(out))
+    save_png(grid(rows, cell=args.cell, col_labels=[f"i={i}" for i in range(19)]), args.out)
+    print(args.out)
+
+
+def interpolation_frames(g, z_face, codes, indicator, truncation, frames_per_pair, w_face=None):
+    """Frames along slerp paths z_s[0] -> z_s[1] -> ... -> z_s[0] (a loop)."""
+    frames = []
+    n = len(codes)
+    for k in range(n):
+        a, b = codes[k:k + 1], codes[(k + 1) % n:(k + 1) % n + 1]
+        for t in np.linspace(0, 1, frames_per_pair, endpoint=False):
+            frames.append(stylise(g, slerp(a, b, float(t)), indicator, truncation, z_face, w_face)[0])
+    return frames
+
+
+def write_animation(frames, out, fps: int = 12, size: int | None = None):
+    images = [to_pil(f) for f in frames]
+    if size:
+        images = [im.resize((size, size), Image.LANCZOS) for im in images]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".mp4":
+        import imageio.v2 as imageio  # needs imageio-ffmpeg
+        imageio.mimwrite(out, [np.asarray(im) for im in images], fps=fps)
+    else:
+        tmp = out.with_name(out.stem + ".tmp" + out.suffix)
+        images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+        tmp.replace(out)
+
+
+def cmd_interpolate(args, models, device):
+    g = models["generator"]
+    if not args.style and args.styles < 2:
+        args.styles = 3
+    codes, _ = _styles(args, models, device)
+    if len(codes) < 2:
+        raise SystemExit("interpolation needs at least two styles")
+    z, w, _, _, _ = _faces(args, models, device)
+    zf = None if z is None else z[:1]
+    wf = None if w is None else w[:1]
+    frames = interpolation_frames(g, zf, codes, args.indicator, args.truncation, args.frames, wf)
+    write_animation(frames, args.out, args.fps, args.size)
+    print(args.out, len(frames), "frames")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m workflow.generate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def common(sp, indicator=6, photo=False):
+        sp.add_argument("--blendgan", required=True, help="BlendGAN checkpoint (ours, released or rosinality)")
+        sp.add_argument("--style-encoder", default=None, help="default: the one inside the generator")
+        sp.add_argument("--style", nargs="+", default=None, help="reference style images")
+        sp.add_argument("--styles", type=int, default=4, help="latent styles when no --style")
+        sp.add_argument("--faces", type=int, default=4, help="random faces (ignored with --photo)")
+        sp.add_argument("--indicator", type=int, default=indicator, help="0..18; 18 = natural face")
+        sp.add_argument("--truncation", type=float, default=0.75, help="psi on the face code")
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+        sp.add_argument("--out", required=True)
+        sp.add_argument("--cell", type=int, default=128, help="grid cell size in pixels")
+        sp.add_argument("--psp", default=None, help="pSp checkpoint (needed with --photo)")
+        sp.add_argument("--photo", nargs="+", default=None, required=photo,
+                        help="photos to stylise (faces found with dlib, aligned, inverted by pSp)")
+        sp.add_argument("--aligned", action="store_true", help="photos are already aligned crops")
+        return sp
+
+    for name, helptext in (("latent", "latent-guided grid: faces x random styles"),
+                           ("reference", "reference-guided grid: faces x style images"),
+                           ("transfer", "style transfer of photos (dlib, align, pSp)")):
+        sp = common(sub.add_parser(name, help=helptext), photo=(name == "transfer"))
+        sp.add_argument("--separate", default=None, help="also write each output to this folder")
+        sp.set_defaults(func=cmd_grid)
+    common(sub.add_parser("sweep", help="indicator sweep i = 0..18 for one style")).set_defaults(func=cmd_sweep)
+    sp = common(sub.add_parser("interpolate", help="GIF/MP4 looping through styles"), indicator=7)
+    sp.add_argument("--frames", type=int, default=24, help="frames between two styles")
+    sp.add_argument("--fps", type=int, default=12)
+    sp.add_argument("--size", type=int, default=None, help="resize frames to this size")
+    sp.set_defaults(func=cmd_interpolate)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.cmd == "reference" and not args.style:
+        raise SystemExit("reference needs --style IMAGE [IMAGE ...]")
+    device = pick_device(args.device)
+    models = load_models(args.blendgan, args.style_encoder, args.psp, device)
+    args.func(args, models, device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
