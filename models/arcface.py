@@ -63,11 +63,38 @@ class ArcFace(nn.Module):
         return super().train(False)  # a frozen loss network: BatchNorm stays in eval mode
 
 
-def load_arcface(path: str | os.PathLike, map_location="cpu", **kwargs) -> ArcFace:
-    """pSp's model_ir_se50.pth (a plain state dict), loaded strictly; kwargs for small test nets."""
+def infer_arcface_kwargs(sd: dict) -> dict:
+    """Stage widths, units per stage and input size from a state dict's shapes.
+
+    Stages are told apart by their widths, as in every IR-SE network pSp uses (64/128/256/512).
+    """
+    depths = []
+    i = 0
+    while f"body.{i}.res_layer.1.weight" in sd:
+        depths.append(int(sd[f"body.{i}.res_layer.1.weight"].shape[0]))
+        i += 1
+    if not depths or "output_layer.3.weight" not in sd:
+        raise RuntimeError("not an ArcFace IR-SE state dict (no body.* / output_layer.3.*)")
+    widths, units = [], []
+    for d in depths:
+        if widths and widths[-1] == d:
+            units[-1] += 1
+        else:
+            widths.append(d)
+            units.append(1)
+    emb, flat = sd["output_layer.3.weight"].shape
+    side = round((flat / widths[-1]) ** 0.5)
+    return dict(widths=widths, units=units, embedding=int(emb), input_size=side * 16)
+
+
+def load_arcface(path: str | os.PathLike, map_location="cpu") -> ArcFace:
+    """pSp's model_ir_se50.pth (a plain state dict), loaded strictly; the shape is read from it."""
     sd = torch.load(path, map_location=map_location, weights_only=True)
     sd = sd.get("state_dict", sd)
-    net = ArcFace(**kwargs)
+    try:
+        net = ArcFace(**infer_arcface_kwargs(sd))
+    except RuntimeError as err:
+        raise RuntimeError(f"{path}: {err}") from None
     own = net.state_dict()
     for k, v in own.items():  # files from old torch lack BatchNorm step counters
         if k.endswith("num_batches_tracked") and k not in sd:

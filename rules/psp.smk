@@ -6,6 +6,7 @@ rule train_psp:
         face=f"{OUT}/data/face/lmdb",
         generator=model_path("blendgan"),
         lpips=pretrained_input(config["psp"].get("lpips_weights")),
+        lpips_backbone=pretrained_input(config["psp"].get("lpips_backbone")),
         arcface=pretrained_input(config["psp"].get("arcface_weights")),
     output:
         checkpoint=model_path("psp"),

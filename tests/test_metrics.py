@@ -272,10 +272,10 @@ def test_lpips_from_linear_layers_plus_torchvision_backbone(tmp_path):
 
 def test_arcface_backend_on_a_small_network(tmp_path):
     arcface = pytest.importorskip("models.arcface")
-    small = dict(widths=(8, 8, 16, 16), units=(1, 1, 1, 1), embedding=16)
+    small = dict(widths=(8, 16, 24, 32), units=(1, 1, 1, 1), embedding=16)
     torch.manual_seed(0)
     torch.save(arcface.ArcFace(**small).state_dict(), tmp_path / "arc.pth")
-    ident = identity.ArcFaceIdentity(tmp_path / "arc.pth", **small)
+    ident = identity.ArcFaceIdentity(tmp_path / "arc.pth")
     faces = np.random.default_rng(0).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
     d = ident(faces)
     assert d.shape == (4, 16) and np.allclose(np.linalg.norm(d, axis=1), 1, atol=1e-5)

@@ -248,3 +248,25 @@ def test_gradient_accumulation_runs_and_splits_batches(data, encoder_ckpt, tmp_p
                      str(data["style"]), "--style-encoder", str(encoder_ckpt),
                      "--out", str(tmp_path / "acc")])
     assert load_generator(final).resolution == 16
+
+
+def test_psp_lpips_and_identity_terms_load_their_weights(tmp_path):
+    """With weight files configured, pSp trains with LPIPS and ArcFace terms (small random nets)."""
+    import torch
+
+    from models.arcface import ArcFace, load_arcface
+    from models.lpips import LPIPS
+    from models.train.psp import PSPConfig, active_weights
+
+    torch.manual_seed(0)
+    torch.save(LPIPS().state_dict(), tmp_path / "lpips.pt")
+    torch.save(ArcFace(widths=(8, 16, 24, 32), units=(1, 1, 1, 1), embedding=16).state_dict(),
+               tmp_path / "arc.pth")
+    cfg = PSPConfig(lpips_weights=str(tmp_path / "lpips.pt"), arcface_weights=str(tmp_path / "arc.pth"))
+    assert active_weights(cfg) == {"l2": 1.0, "w_norm": 0.0, "lpips": 0.8, "id": 0.1}
+    net = load_arcface(tmp_path / "arc.pth")
+    assert net.init_kwargs["widths"] == [8, 16, 24, 32] and net.init_kwargs["units"] == [1, 1, 1, 1]
+    x = torch.rand(2, 3, 32, 32, requires_grad=True) * 2 - 1
+    (1 - (net.identity(x) * net.identity(x.detach().flip(0))).sum(1)).mean().backward()
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        active_weights(PSPConfig(lpips_weights=str(tmp_path / "missing.pt")))

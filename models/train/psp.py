@@ -3,13 +3,14 @@
     python -m models.train.psp --config CFG.yaml --face FFHQ_LMDB --generator G.pt --out DIR
 
 Loss = l2 * MSE + lpips * LPIPS + id * (1 - ArcFace cosine) + w_norm * |w - w_avg|. A term whose
-pretrained weights are not configured is switched off with a warning, never faked (here: LPIPS
-and ArcFace). ``holdout`` faces are kept out of training; their reconstruction error is logged
+pretrained weights are not configured is switched off with a warning, never faked: LPIPS needs
+an AlexNet LPIPS file (models.lpips), the identity term pSp's model_ir_se50.pth (models.arcface). ``holdout`` faces are kept out of training; their reconstruction error is logged
 as ``eval/val_l2`` (MSE in [-1, 1] units) at every evaluation.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -17,7 +18,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..arcface import load_arcface
 from ..checkpoint import load_generator
+from ..lpips import load_lpips
 from ..psp import PSPEncoder
 from .config import LoopConfig
 from .core import Phase, Trainer, to_device
@@ -35,6 +38,8 @@ class PSPConfig:
     l2_weight: float = 1.0
     lpips_weight: float = 0.8
     lpips_weights: str | None = None      # LPIPS (AlexNet) weights file; None: term off
+    lpips_backbone: str | None = None     # torchvision AlexNet file, when lpips_weights holds only
+                                          # the lpips package's linear layers
     id_weight: float = 0.1
     arcface_weights: str | None = None    # ArcFace IR-SE50 weights file; None: term off
     w_norm_weight: float = 0.0
@@ -59,10 +64,10 @@ def active_weights(cfg: PSPConfig, log=print) -> dict:
                    f"weights configured ({'lpips_weights' if term == 'lpips' else 'arcface_weights'})")
             warnings.warn(msg)
             log("WARNING: " + msg)
+        elif not os.path.isfile(path):
+            raise FileNotFoundError(f"pSp loss term '{term}': weights file {path} does not exist")
         else:
-            raise NotImplementedError(
-                f"pSp loss term '{term}': loading {path} is not implemented in this version; "
-                f"set its weight to 0 or leave the weights path empty")
+            weights[term] = weight
     return weights
 
 
@@ -76,6 +81,10 @@ class PSPTrainer(Trainer):
         if not self.g.latent_avg.any():
             self.g.update_latent_avg()
         self.weights = active_weights(cfg, self.log)
+        # Frozen loss networks: gradients reach the reconstruction, never their weights.
+        self.lpips = (load_lpips(cfg.lpips_weights, map_location=dev, backbone=cfg.lpips_backbone)
+                      if self.weights["lpips"] else None)
+        self.arcface = load_arcface(cfg.arcface_weights, map_location=dev) if self.weights["id"] else None
         torch.manual_seed(cfg.loop.seed)
         self.enc = PSPEncoder(n_styles=self.g.n_latent, style_dim=self.g.style_dim,
                               num_layers=cfg.num_layers, mode=cfg.mode, widths=cfg.widths,
@@ -112,6 +121,16 @@ class PSPTrainer(Trainer):
         l2 = F.mse_loss(self.pool(y), self.pool(x))
         loss = self.weights["l2"] * l2
         stats = {"l2": l2}
+        if self.lpips is not None:
+            lp = self.lpips(self.pool(y), self.pool(x)).mean()
+            loss = loss + self.weights["lpips"] * lp
+            stats["lpips"] = lp
+        if self.arcface is not None:
+            with torch.no_grad():
+                target = self.arcface.identity(x)
+            id_loss = (1 - (self.arcface.identity(y) * target).sum(1)).mean()
+            loss = loss + self.weights["id"] * id_loss
+            stats["id"] = id_loss
         if self.weights["w_norm"] > 0:
             w_norm = (w - self.enc.latent_avg).norm(2, dim=(1, 2)).mean()
             loss = loss + self.weights["w_norm"] * w_norm

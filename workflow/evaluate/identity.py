@@ -62,9 +62,9 @@ class ArcFaceIdentity:
     name = "arcface_ir_se50"
     fallbacks = 0
 
-    def __init__(self, path, **kwargs):  # kwargs: widths/units of a small test network
+    def __init__(self, path):
         from models.arcface import load_arcface
-        self.net = load_arcface(path, **kwargs).eval()
+        self.net = load_arcface(path).eval()  # its shape is read from the file
 
     def __call__(self, images_uint8: np.ndarray) -> np.ndarray:
         import torch
