@@ -10,6 +10,7 @@ from pathlib import Path
 
 import lmdb
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,14 +22,37 @@ SMALL = {
 }
 
 
-def make_workdir(path: Path) -> Path:
-    """A working directory holding the default config with the small overrides merged in."""
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    for key, value in SMALL.items():
-        if isinstance(value, dict):
-            cfg[key].update(value)
+def tiny_loop(total, every, batch):
+    return {"batch": batch, "total_images": total, "log_every": every, "snapshot_every": every,
+            "eval_every": every, "threads": 1}
+
+
+# Training and evaluation cut to seconds: the whole DAG must run, not learn.
+TINY_TRAINING = {
+    "style_encoder": {"holdout": 12, "loop": tiny_loop(256, 128, 32)},
+    "blendgan": {"eval_images": 8, "loop": {**tiny_loop(48, 24, 4), "sample_every": 24}},
+    "psp": {"holdout": 6, "eval_images": 6, "loop": {**tiny_loop(24, 12, 4), "sample_every": 12}},
+    "finetune": {"loop": {**tiny_loop(4, 2, 1), "sample_every": 2}},
+    "evaluate": {"samples": 8, "real_images": 8, "kid_subsets": 10, "diversity_faces": 2,
+                 "diversity_styles": 3, "leakage_images": 40, "tsne_images": 60,
+                 "figure_faces": 2, "figure_styles": 3, "threads": 1},
+}
+
+
+def merge(cfg: dict, overrides: dict) -> None:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            merge(cfg[key], value)
         else:
             cfg[key] = value
+
+
+def make_workdir(path: Path, overrides=()) -> Path:
+    """A working directory holding the default config with the small overrides merged in."""
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    merge(cfg, SMALL)
+    for extra in overrides:
+        merge(cfg, extra)
     cfg["output_dir"] = "results"
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -113,3 +137,21 @@ def test_kill_and_rerun_gives_identical_outputs(finished_run, tmp_path):
             assert filecmp.cmp(a / name, b / name, shallow=False), name
         assert lmdb_items(a / "lmdb") == lmdb_items(b / "lmdb")
         assert sorted(p.name for p in (a / "aligned").iterdir()) == sorted(p.name for p in (b / "aligned").iterdir())
+
+
+@pytest.mark.slow
+def test_whole_demo_dag_ends_with_the_report(tmp_path):
+    """The default target (data, four trainers, probes, metrics, figures) and the HTML report."""
+    work = make_workdir(tmp_path / "all", [TINY_TRAINING])
+    out = snakemake(work, "--report-after-run", "--report", "results/report.html")
+    assert out.returncode == 0, out.stderr[-6000:]
+    res = work / "results"
+    from models.checkpoint import load_generator, load_psp_encoder, load_style_encoder
+
+    for name in ("blendgan", "finetune"):
+        g = load_generator(res / "models" / name / f"{name}.pt")
+        assert g.generate(torch.randn(1, g.style_dim)).shape[-1] == g.resolution
+    load_style_encoder(res / "models" / "style_encoder" / "style_encoder.pt")
+    load_psp_encoder(res / "models" / "psp" / "psp.pt")
+    assert (res / "report.html").stat().st_size > 100_000
+    assert any((res / "eval").glob("*.json"))

@@ -48,6 +48,7 @@ def embed_lmdb(encoder, lmdb, resolution: int, n: int | None = None, batch: int 
 
 def pca(x: np.ndarray, dims: int = 50) -> np.ndarray:
     x = x - x.mean(0)
+    dims = min(dims, *x.shape)  # a small set (the CI demo) has fewer points than dimensions
     if x.shape[1] <= dims:
         return x
     _, _, v = torch.pca_lowrank(torch.from_numpy(x).float(), q=dims, center=False, niter=4)
