@@ -108,9 +108,17 @@ def test_blendgan_two_processes_from_stylegan2(chain):
 def test_psp_two_processes(chain):
     if "blendgan" not in chain:
         pytest.skip("needs the BlendGAN test")
+    from models.arcface import ArcFace
+    from models.lpips import LPIPS
+
+    # The paper's LPIPS and identity terms, on small random networks saved in their file formats.
+    torch.manual_seed(0)
+    lpips, arcface = chain["root"] / "lpips-test.pt", chain["root"] / "ir_se-test.pth"
+    torch.save(LPIPS().state_dict(), lpips)
+    torch.save(ArcFace(widths=(8, 16, 24, 32), units=(1, 1, 1, 1), embedding=16).state_dict(), arcface)
     cfg = paper_section("psp", input_size=SIZE, loss_size=SIZE, widths=[8, 8, 16, 16],
-                        units=[1, 1, 1, 1], holdout=4, eval_images=4,
-                        loop=tiny_loop())
+                        units=[1, 1, 1, 1], holdout=4, eval_images=4, loop=tiny_loop(),
+                        lpips_weights=str(lpips), lpips_backbone=None, arcface_weights=str(arcface))
     final = torchrun("models.train.psp", cfg,
                      ["--face", str(chain["face"]), "--generator", str(chain["blendgan"])],
                      chain["root"] / "psp")
