@@ -16,6 +16,7 @@ batch, and a resumed run continues exactly where an uninterrupted one would be.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 import math
@@ -289,7 +290,7 @@ class Phase:
                                                # path length): never compiled, always fp32
 
 
-class Trainer:
+class Trainer(abc.ABC):
     """Subclasses build networks/optimisers in __init__ and implement the hooks below."""
 
     name = "trainer"
@@ -306,12 +307,13 @@ class Trainer:
         self.ema_half_life: float = 0.0               # images
 
     # hooks ---------------------------------------------------------------------------
+    @abc.abstractmethod
     def phases(self) -> list[Phase]:
-        raise NotImplementedError
+        """The optimisation phases of one iteration, in order (G main, G reg, D main, D reg)."""
 
+    @abc.abstractmethod
     def get_batch(self, step: int):
         """This rank's share of iteration ``step``'s global batch (deterministic in step)."""
-        raise NotImplementedError
 
     def split(self, batch, n: int) -> list:
         """Micro-batches for gradient accumulation (dicts of tensors split on dim 0)."""
