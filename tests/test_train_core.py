@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +9,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_helpers import encoder_cfg, loop, make_lmdb, write_yaml  # noqa: E402
+from train_helpers import encoder_cfg, loop, make_lmdb, torchrun_two, write_yaml  # noqa: E402
 
 from models.checkpoint import load_checkpoint, load_style_encoder  # noqa: E402
 from models.train import style_encoder as se  # noqa: E402
@@ -130,11 +127,6 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path, style_lmdb):
 
 
 # ------------------------------------------------------------------------------ DDP
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_two_process_ddp_equals_one_process(tmp_path, style_lmdb):
     """Same global batch (8), one process vs two gloo processes: same parameters after 2
@@ -142,12 +134,7 @@ def test_two_process_ddp_equals_one_process(tmp_path, style_lmdb):
     cfg = write_yaml(tmp_path / "c.yaml", encoder_cfg(loop=loop(batch=8, total_images=16)))
     args = ["--config", str(cfg), "--data", str(style_lmdb)]
     single = se.main(args + ["--out", str(tmp_path / "one")])
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
-           "-m", "models.train.style_encoder", *args, "--out", str(tmp_path / "two")]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = torchrun_two("models.train.style_encoder", [*args, "--out", str(tmp_path / "two")], timeout=180)
     assert "2 process(es)" in proc.stdout
     a, b = _params(single), _params(tmp_path / "two" / "final.pt")
     moved = 0

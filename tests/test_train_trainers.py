@@ -4,9 +4,6 @@ with the public loaders, the probes, and BlendGAN under two gloo processes."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +11,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_helpers import (blendgan_cfg, encoder_cfg, loop, make_lmdb, psp_cfg,  # noqa: E402
+from train_helpers import (blendgan_cfg, encoder_cfg, loop, make_lmdb, psp_cfg, torchrun_two,  # noqa: E402
                            write_truth, write_yaml)
 
 from models.checkpoint import (load_checkpoint, load_generator, load_psp_encoder,  # noqa: E402
@@ -130,11 +127,6 @@ def test_blendgan_checkpoint_loads(blendgan_ckpt, data):
     assert list((data["root"] / "bg" / "samples").glob("*.png"))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_blendgan_two_process_ddp_equals_one_process(data, encoder_ckpt, tmp_path):
     """Global batch 4 as 1x4 and 2x2. Path length (per-rank subset, as in rosinality) is off
@@ -144,12 +136,7 @@ def test_blendgan_two_process_ddp_equals_one_process(data, encoder_ckpt, tmp_pat
     args = ["--config", str(cfg), "--face", str(data["face"]), "--style", str(data["style"]),
             "--style-encoder", str(encoder_ckpt)]
     one = bg.main(args + ["--out", str(tmp_path / "one")])
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
-           "-m", "models.train.blendgan", *args, "--out", str(tmp_path / "two")]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    torchrun_two("models.train.blendgan", [*args, "--out", str(tmp_path / "two")], timeout=240)
     a = load_checkpoint(one, build=False)["models"]
     b = load_checkpoint(tmp_path / "two" / "final.pt", build=False)["models"]
     for name in ("g", "d_face", "d_style", "d_style_latent"):

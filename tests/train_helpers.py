@@ -74,3 +74,23 @@ def psp_cfg(**kw):
                holdout=4, eval_images=4, loop=loop(eval_every=8))
     cfg.update(kw)
     return cfg
+
+
+def torchrun_two(module: str, args: list, timeout: int = 240):
+    """Run `python -m module args` as two gloo processes on loopback; returns the finished process."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+           "--master_addr=127.0.0.1", f"--master_port={port}", "-m", module, *args]
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
