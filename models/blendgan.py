@@ -10,6 +10,11 @@ Face mapping ``style.*`` (z_f -> w_f, one w per layer, or W+ given directly), st
 The indicator i is given in the paper's units 0..18. At other resolutions it is scaled to the
 number of w-vectors n by ``L(i) = floor(i * n / 18)``: identity at 1024 (n = 18), L(18) = n
 (natural face) everywhere, and every i < 18 still stylises at least the last layer.
+
+Ablation (supplement D): ``style_embedding="gram"`` makes z_s the raw Gram concatenation of the
+frozen VGG (``embedder`` is then a ``GramEmbedding``, no learned MLP) and widens the first layer
+of the style mapping to its dimension (``style_input_dim``; w stays ``style_dim``). Such a
+generator is reference-guided only: a Gaussian draw is no Gram vector.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .layers import EqualLinear
 from .stylegan2 import Generator, mapping_network
 
 PAPER_N_LATENT = 18
+STYLE_EMBEDDINGS = ("encoder", "gram")
 
 
 def indicator_to_layer(indicator, n_latent: int):
@@ -45,19 +52,39 @@ class BlendGenerator(Generator):
         lr_mlp: float = 0.01,
         channel_base: int = 16384,
         channel_max: int = 512,
-        style_encoder: dict | None = None,  # StyleEncoder kwargs to embed one (``embedder``)
+        style_encoder: dict | None = None,  # kwargs of the embedded ``embedder`` (see below)
+        style_embedding: str = "encoder",   # encoder: z_s = E_style(image); gram: the Gram vector
+        style_input_dim: int | None = None, # width of z_s (None: style_dim; gram: the Gram dim)
     ):
         super().__init__(size, style_dim, n_mlp, channel_multiplier, blur_kernel, lr_mlp,
                          channel_base, channel_max)
-        self.init_kwargs["style_encoder"] = dict(style_encoder) if style_encoder else None
+        if style_embedding not in STYLE_EMBEDDINGS:
+            raise ValueError(f"style_embedding must be one of {STYLE_EMBEDDINGS}")
+        embedder = None
+        if style_encoder and style_embedding == "gram":
+            from .style_encoder import GramEmbedding
+            embedder = GramEmbedding(**style_encoder)
+            style_input_dim = style_input_dim or embedder.dim
+            if style_input_dim != embedder.dim:
+                raise ValueError(f"style_input_dim {style_input_dim} != Gram dim {embedder.dim}")
+        elif style_encoder:
+            from .style_encoder import StyleEncoder
+            embedder = StyleEncoder(**style_encoder)
+        self.style_embedding = style_embedding
+        self.style_input_dim = int(style_input_dim or style_dim)
+        self.init_kwargs.update(style_encoder=dict(style_encoder) if style_encoder else None,
+                                style_embedding=style_embedding,
+                                style_input_dim=self.style_input_dim)
         self.embedding = mapping_network(style_dim, n_mlp, lr_mlp)
+        if self.style_input_dim != style_dim:
+            # Same keys (embedding.1..n), only the first layer is wider: 610,304 x 512 at paper
+            # width, as large as the learned encoder's first layer (SPEC 3.3b).
+            self.embedding[1] = EqualLinear(self.style_input_dim, style_dim, lr_mul=lr_mlp,
+                                            activation="fused_lrelu")
         self.add_weight = nn.Parameter(torch.ones(1, self.n_latent, 1))
         # Mean w of the face mapping: the truncation centre (rosinality keeps it beside g_ema).
         self.register_buffer("latent_avg", torch.zeros(1, style_dim))
-        self.embedder = None
-        if style_encoder:
-            from .style_encoder import StyleEncoder
-            self.embedder = StyleEncoder(**style_encoder)
+        self.embedder = embedder  # registered last: parameter order as before (optimiser states)
 
     # ----------------------------------------------------------------------------- helpers
     def face_state_keys(self) -> list[str]:
@@ -77,14 +104,24 @@ class BlendGenerator(Generator):
         full = self.state_dict()
         full.update(state_dict)
         for k, v in state_dict.items():
-            if k.startswith("style."):
-                full["embedding." + k[len("style."):]] = v.clone()
+            # A wider (Gram-input) first layer keeps its random init: it has no counterpart.
+            name = "embedding." + k[len("style."):]
+            if k.startswith("style.") and full[name].shape == v.shape:
+                full[name] = v.clone()
         full["add_weight"] = torch.ones_like(self.add_weight)
         if latent_avg is not None:
             full["latent_avg"] = latent_avg.reshape(1, -1)
         self.load_state_dict(full, strict=True)
         if latent_avg is None:
             self.update_latent_avg()
+
+    @torch.no_grad()
+    def copy_face_mapping_to_style(self):
+        """Style mapping := face mapping (SPEC 4.2), every layer whose shape matches."""
+        own = self.embedding.state_dict()
+        own.update({k: v.clone() for k, v in self.style.state_dict().items()
+                    if own[k].shape == v.shape})
+        self.embedding.load_state_dict(own)
 
     @torch.no_grad()
     def update_latent_avg(self, n: int = 4096, seed: int = 0):
@@ -98,10 +135,17 @@ class BlendGenerator(Generator):
 
     @torch.no_grad()
     def style_code(self, style_image):
-        """z_s of images in [-1, 1] through the frozen embedded style encoder."""
+        """z_s of images in [-1, 1] through the frozen embedded style encoder (or Gram vector)."""
         if self.embedder is None:
             raise RuntimeError("this generator has no embedded style encoder; pass z_style")
         return self.embedder(style_image)
+
+    def check_style_code(self, z_style):
+        if z_style.shape[-1] != self.style_input_dim:
+            hint = (" (a Gram-embedding generator: reference-guided only, z_s = its embedder's "
+                    "Gram vector of a reference image)" if self.style_embedding == "gram" else "")
+            raise ValueError(f"z_style has width {z_style.shape[-1]}, this generator takes "
+                             f"{self.style_input_dim}{hint}")
 
     def blend(self, w_face, w_style, indicator):
         """Weighted blending module. w_face (N, n_latent, D), w_style (N, D) -> (N, n_latent, D)."""
@@ -146,6 +190,7 @@ class BlendGenerator(Generator):
         if z_style is None and style_image is not None:
             z_style = self.style_code(style_image)
         if z_style is not None:
+            self.check_style_code(z_style)
             latent = self.blend(latent, self.embedding(z_style), indicator)
 
         image = self.synthesis(latent, noise, randomize_noise)

@@ -28,15 +28,65 @@ rule train_blendgan:
         " --out {params.out} --final {output.checkpoint} > {log} 2>&1"
 
 
+rule train_blendgan_gram:
+    input:
+        face=f"{OUT}/data/face/lmdb",
+        style=f"{OUT}/data/style/lmdb",
+        encoder=model_path("style_encoder"),
+        init=pretrained_input(config["blendgan"].get("stylegan2_checkpoint")),
+    output:
+        checkpoint=model_path("blendgan_gram"),
+    params:
+        cfg=gram_blendgan_section(),
+        out=lambda w, output: os.path.dirname(output.checkpoint),
+        launcher=lambda w, resources: train_launcher("models.train.blendgan", resources.gpu),
+    log:
+        f"{OUT}/logs/train_blendgan_gram.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_blendgan_gram.tsv"
+    threads: train_threads("blendgan")
+    resources:
+        gpu=int(config.get("gpus", 0)),
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "{params.launcher} --config-json {params.cfg} --set loop.threads={threads}"
+        " --face {input.face} --style {input.style} --style-encoder {input.encoder}"
+        " --out {params.out} --final {output.checkpoint} > {log} 2>&1"
+
+
+rule demo_ood_reference:
+    output:
+        image=f"{OUT}/demo/ood/reference.png",
+        truth=f"{OUT}/demo/ood/reference.json",
+    params:
+        out=lambda w, output: os.path.dirname(output.image),
+        seed=config["seed"],
+        size=config["alignment"]["size"],
+    log:
+        f"{OUT}/logs/demo_ood_reference.log",
+    benchmark:
+        f"{OUT}/benchmarks/demo_ood_reference.tsv"
+    threads: 1
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m workflow.demo.ood --out {params.out} --seed {params.seed} --size {params.size}"
+        " > {log} 2>&1"
+
+
 rule finetune_blendgan:
     input:
+        unpack(finetune_inputs),
         checkpoint=model_path("blendgan"),
         face=f"{OUT}/data/face/lmdb",
         style=f"{OUT}/data/style/lmdb",
     output:
         checkpoint=model_path("finetune"),
     params:
-        cfg=train_section("finetune"),
+        cfg=finetune_section(),
+        reference=lambda w, input: f"--reference {input.reference}" if "reference" in input.keys()
+        else f"--reference-lmdb {input.style}",
         out=lambda w, output: os.path.dirname(output.checkpoint),
         launcher=lambda w, resources: train_launcher("models.train.finetune", resources.gpu),
     log:
@@ -50,8 +100,31 @@ rule finetune_blendgan:
         "../envs/train.yaml"
     shell:
         "{params.launcher} --config-json {params.cfg} --set loop.threads={threads}"
-        " --checkpoint {input.checkpoint} --face {input.face} --reference-lmdb {input.style}"
+        " --checkpoint {input.checkpoint} --face {input.face} {params.reference}"
         " --out {params.out} --final {output.checkpoint} > {log} 2>&1"
+
+
+rule probe_finetune:
+    input:
+        base=model_path("blendgan"),
+        finetune=model_path("finetune"),
+        style=f"{OUT}/data/style/lmdb",
+        face=f"{OUT}/data/face/lmdb",
+    output:
+        probe=f"{OUT}/eval/finetune_probe.json",
+    params:
+        seed=config["seed"],
+    log:
+        f"{OUT}/logs/probe_finetune.log",
+    benchmark:
+        f"{OUT}/benchmarks/probe_finetune.tsv"
+    threads: 1
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "python -m workflow.evaluate.finetune_probe --base {input.base} --finetune {input.finetune}"
+        " --style-lmdb {input.style} --face-lmdb {input.face} --seed {params.seed}"
+        " --out {output.probe} > {log} 2>&1"
 
 
 rule probe_blendgan:

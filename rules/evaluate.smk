@@ -8,7 +8,7 @@ rule eval_samples:
         unpack(eval_models_input),
         style=f"{OUT}/data/style/lmdb",
     output:
-        samples=f"{EVAL}/samples.npz",
+        samples=directory(f"{EVAL}/samples"),  # .npy per set + manifest.json (sample_sets.py)
     params:
         encoder=encoder_flag(),
         n=eval_setting("samples", 32),
@@ -38,7 +38,7 @@ rule eval_samples:
 rule eval_fid_kid:
     input:
         weights=eval_weights_input("inception_weights"),
-        samples=f"{EVAL}/samples.npz",
+        samples=f"{EVAL}/samples",
         style=f"{OUT}/data/style/lmdb",
         face=f"{OUT}/data/face/lmdb",
     output:
@@ -70,7 +70,7 @@ rule eval_diversity:
     input:
         weights=eval_weights_input("lpips_weights"),
         backbone=eval_weights_input("lpips_backbone"),
-        samples=f"{EVAL}/samples.npz",
+        samples=f"{EVAL}/samples",
     output:
         metric=report(f"{EVAL}/metrics/diversity_lpips.json",
                       caption="../workflow/report/diversity_lpips.rst", category="Metrics",
@@ -94,7 +94,7 @@ rule eval_diversity:
 rule eval_consistency:
     input:
         unpack(eval_models_input),
-        samples=f"{EVAL}/samples.npz",
+        samples=f"{EVAL}/samples",
     output:
         metric=report(f"{EVAL}/metrics/style_consistency.json",
                       caption="../workflow/report/style_consistency.rst", category="Metrics",
@@ -118,7 +118,7 @@ rule eval_consistency:
 rule eval_content:
     input:
         arcface=eval_weights_input("arcface_weights"),
-        samples=f"{EVAL}/samples.npz",
+        samples=f"{EVAL}/samples",
     output:
         metric=report(f"{EVAL}/metrics/content_preservation.json",
                       caption="../workflow/report/content_preservation.rst", category="Metrics",
@@ -165,6 +165,69 @@ rule eval_leakage:
         " --style-lmdb {input.style} {params.truth} --n {params.n} --arcface {params.arcface}"
         " --seed {params.seed}"
         " --out {output.metric} > {log} 2>&1"
+
+
+rule eval_ablation_leakage:
+    input:
+        unpack(ablation_models_input),
+        arcface=eval_weights_input("arcface_weights"),
+        style=f"{OUT}/data/style/lmdb",
+        truth=eval_truth(),
+    output:
+        metric=report(f"{EVAL}/metrics/ablation_leakage.json",
+                      caption="../workflow/report/ablation_leakage.rst", category="Metrics",
+                      subcategory="JSON"),
+    params:
+        encoder=encoder_flag(),
+        gram=lambda w, input: input.get("gram", "none"),
+        truth=lambda w, input: f"--truth {input.truth}" if input.truth else "",
+        faces=ablation_setting("faces", 12),
+        references=ablation_setting("references", 8),
+        arcface=eval_setting("arcface_weights", "none"),
+        device=eval_setting("device", "auto"),
+        seed=config["seed"],
+    log:
+        f"{OUT}/logs/eval_ablation_leakage.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_ablation_leakage.tsv"
+    threads: 1
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m workflow.evaluate.ablation --blendgan {input.blendgan}"
+        " {params.encoder} --gram-blendgan {params.gram} --style-lmdb {input.style} {params.truth}"
+        " --faces {params.faces} --references {params.references} --arcface {params.arcface}"
+        " --seed {params.seed} --device {params.device} --threads {threads}"
+        " --out {output.metric} > {log} 2>&1"
+
+
+rule eval_ablation_figure:
+    input:
+        unpack(ablation_models_input),
+        style=f"{OUT}/data/style/lmdb",
+        truth=eval_truth(),
+    output:
+        png=report(f"{EVAL}/figures/ablation.png", caption="../workflow/report/ablation.rst",
+                   category="Figures", subcategory="ablation"),
+    params:
+        encoder=encoder_flag(),
+        truth=lambda w, input: f"--truth {input.truth}" if input.truth else "",
+        faces=eval_setting("figure_faces", 4),
+        styles=eval_setting("figure_styles", 5),
+        device=eval_setting("device", "auto"),
+        seed=config["seed"],
+    log:
+        f"{OUT}/logs/eval_ablation_figure.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_ablation_figure.tsv"
+    threads: 1
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "python -m workflow.evaluate.figures ablation --blendgan {input.blendgan} {params.encoder}"
+        " --gram-blendgan {input.gram} --style-lmdb {input.style} {params.truth}"
+        " --faces {params.faces} --styles {params.styles} --seed {params.seed}"
+        " --device {params.device} --threads {threads} --out {output.png} > {log} 2>&1"
 
 
 rule eval_tsne:

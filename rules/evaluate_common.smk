@@ -1,13 +1,16 @@
 # Helpers of the evaluation rules (rules/evaluate.smk). No `import workflow` here.
 # Checkpoints: evaluate.checkpoints.<name> replaces the trained model when set; with
 # evaluate.checkpoints.blendgan set, nothing is trained for evaluation ("checkpoint mode") and
-# figures whose checkpoint is absent (psp, finetune) are left out.
+# figures whose checkpoint is absent (psp, finetune, blendgan_gram) are left out.
+import sys
 
 EVAL = f"{OUT}/eval"
-FIGURES = ["latent_transfer", "reference_transfer", "ablation", "oneshot", "latent_grid",
+# Figures of the eval_figures job; Fig. 4 (ablation.png) has its own rule, since it waits for the
+# Gram-embedding generator (rules/blendgan.smk, train_blendgan_gram).
+FIGURES = ["latent_transfer", "reference_transfer", "ablation_retrieval", "oneshot", "latent_grid",
            "reference_grid", "indicator_sweep", "interpolation"]
 METRICS = ["fid_kid", "diversity_lpips", "style_consistency", "content_preservation",
-           "gram_leakage"]
+           "gram_leakage", "ablation_leakage"]
 
 
 def eval_cfg():
@@ -31,6 +34,15 @@ def eval_model(name):
     return model_path(name)
 
 
+def eval_gram_model():
+    """The Gram-embedding BlendGAN of the ablation: given, trained (ablation.enabled), or None."""
+    if given_checkpoint("blendgan_gram"):
+        return given_checkpoint("blendgan_gram")
+    if checkpoint_mode() or not ablation_enabled():
+        return None
+    return model_path("blendgan_gram")
+
+
 def eval_encoder():
     """E_style's file: its own checkpoint, else the generator that embeds it."""
     return eval_model("style_encoder") or eval_model("blendgan")
@@ -46,6 +58,19 @@ def eval_models_input(wildcards=None):
     return {n: eval_model(n) for n in ("blendgan", "style_encoder", "psp", "finetune") if eval_model(n)}
 
 
+def ablation_models_input(wildcards=None):
+    """Inputs of the ablation rules: both generators (the Gram one when there is one)."""
+    models = {n: eval_model(n) for n in ("blendgan", "style_encoder") if eval_model(n)}
+    if eval_gram_model():
+        models["gram"] = eval_gram_model()
+    return models
+
+
+def ablation_setting(key, default=None):
+    value = (config.get("ablation") or {}).get(key, default)
+    return default if value is None else value
+
+
 def figure_names():
     skip = set()
     if not eval_model("psp"):
@@ -56,7 +81,7 @@ def figure_names():
 
 
 def figure_skip_flag():
-    skipped = [f for f in FIGURES if f not in figure_names()]
+    skipped = [f for f in FIGURES if f not in figure_names()] + ["ablation"]  # its own rule
     return ("--skip " + " ".join(skipped)) if skipped else ""
 
 
@@ -92,6 +117,8 @@ def eval_threads():
 def evaluation_targets():
     targets = [f"{EVAL}/metrics/{m}.json" for m in METRICS]
     targets += [f"{EVAL}/figures/{f}.png" for f in figure_names()]
+    if eval_gram_model():
+        targets.append(f"{EVAL}/figures/ablation.png")
     targets += [f"{EVAL}/figures/tsne.png", f"{EVAL}/metrics.html", f"{EVAL}/metrics.tsv"]
     return targets
 
@@ -102,4 +129,13 @@ def checkpoint_targets(wildcards=None):
         raise ValueError("figures_from_checkpoints needs evaluate.checkpoints.blendgan (and "
                          "optionally style_encoder, psp, finetune) set to checkpoint files; "
                          "see docs/evaluation.md")
+    if not eval_gram_model() and not NOTED_NO_GRAM:
+        NOTED_NO_GRAM.append(True)
+        print("figures_from_checkpoints: evaluate.checkpoints.blendgan_gram is not set, so supplement "
+              "Fig. 4 (figures/ablation.png) is left out and metrics/ablation_leakage.json says "
+              "'not computed'; the embedding-level ablation (ablation_retrieval.png, "
+              "gram_leakage.json) is still made.", file=sys.stderr)
     return evaluation_targets()
+
+
+NOTED_NO_GRAM = []  # print the note above once, not once per DAG evaluation

@@ -27,7 +27,51 @@ def model_path(name):
 
 def training_targets():
     targets = [model_path(n) for n in ("style_encoder", "blendgan", "psp", "finetune")]
-    targets.append(f"{OUT}/eval/psp_probe.json")
+    targets += [f"{OUT}/eval/psp_probe.json", f"{OUT}/eval/finetune_probe.json"]
     if uses_demo():
         targets += [f"{OUT}/eval/style_encoder_probe.json", f"{OUT}/eval/blendgan_probe.json"]
     return targets
+
+
+# ------------------------------------------------ supplement D ablation (train_blendgan_gram)
+def ablation_cfg():
+    return config.get("ablation") or {}
+
+
+def ablation_enabled():
+    return bool(ablation_cfg().get("enabled"))
+
+
+def merged(base, overrides):
+    out = dict(base)
+    for key, value in (overrides or {}).items():
+        out[key] = merged(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
+def gram_blendgan_section():
+    """blendgan's section + ablation.blendgan overrides, as the Gram ablation (supplement D):
+    z_s = the frozen encoder's Gram vector, every stylised sample reference-guided."""
+    cfg = merged(config.get("blendgan") or {}, ablation_cfg().get("blendgan"))
+    cfg.update(style_embedding="gram", reference_fraction=1.0)
+    return shlex.quote(json.dumps(cfg, sort_keys=True))
+
+
+# ------------------------------------------------ one-shot fine-tuning (finetune_blendgan)
+def finetune_reference_file():
+    """The fine-tuning reference file, or None for image reference_index of the AAHQ LMDB."""
+    ref = (config.get("finetune") or {}).get("reference", "auto")
+    if ref == "auto":
+        return f"{OUT}/demo/ood/reference.png" if dataset_cfg("style")["source"] == "demo" else None
+    return ref
+
+
+def finetune_inputs(wildcards=None):
+    ref = finetune_reference_file()
+    return {"reference": ref} if ref else {}
+
+
+def finetune_section():
+    """The finetune section with `reference` resolved to the file the rule reads (or null)."""
+    cfg = dict(config.get("finetune") or {}, reference=finetune_reference_file())
+    return shlex.quote(json.dumps(cfg, sort_keys=True))

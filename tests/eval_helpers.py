@@ -40,3 +40,18 @@ def tiny_checkpoints(root: Path, seed: int = 0) -> dict:
     save_checkpoint(paths["style_encoder"], {"style_encoder": enc})
     save_checkpoint(paths["psp"], {"psp": psp})
     return {k: str(v) for k, v in paths.items()}
+
+
+def tiny_gram_checkpoint(root: Path, seed: int = 1) -> str:
+    """A tiny Gram-embedding BlendGAN (the supplement-D ablation generator), same widths."""
+    g, enc, _ = tiny_models(seed)
+    gram = BlendGenerator(16, style_dim=DIM, n_mlp=2, channel_base=64, channel_max=16,
+                          style_encoder=enc.gram.init_kwargs, style_embedding="gram")
+    sd = {k: v for k, v in g.state_dict().items() if not k.startswith(("embedder.", "embedding.1."))}
+    sd.update({f"embedder.{k}": v for k, v in enc.gram.state_dict().items()})
+    missing, _ = gram.load_state_dict(sd, strict=False)
+    assert all(k.startswith("embedding.1.") for k in missing), missing
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "blendgan_gram.pt"
+    save_checkpoint(path, {"g_ema": gram.eval()})
+    return str(path)

@@ -220,3 +220,39 @@ def test_style_and_identity_drawn_independently():
         ids = [p[1][0] for p in pairs if p[0] == style]
         hits += Counter(ids).most_common(1)[0][1]
     assert hits / len(pairs) < 0.06
+
+
+# ------------------------------------------------------------------ out-of-distribution reference
+def test_ood_reference_is_new_style_and_leaves_datasets_alone(demo):
+    """The one-shot reference (workflow.demo.ood) is written into the demo folder without
+    touching a dataset byte, in a style and identity neither dataset holds, and is nearer to
+    other renderings of its own style than to any of the nine dataset styles."""
+    from workflow.demo.ood import OOD_STYLES, render_reference, write_reference
+    out, truth = demo
+    before = _digest(out / "style") | _digest(out / "face")
+    rec = write_reference(str(out / "ood"), seed=SMALL["seed"], size=128)
+    assert (_digest(out / "style") | _digest(out / "face")) == before
+    ref = np.asarray(Image.open(out / "ood" / "reference.png"))
+    assert ref.shape == (128, 128, 3)
+    saved = json.loads((out / "ood" / "reference.json").read_text())
+    assert saved["style"] == rec["style"] not in truth["styles"]
+    assert set(OOD_STYLES).isdisjoint(STYLE_NAMES)
+    used = {r["identity"] for d in truth["datasets"].values() for r in d.values()}
+    assert rec["identity"] not in used
+    again = render_reference(SMALL["seed"], size=128)[0]
+    assert np.array_equal(np.asarray(again), ref)  # deterministic
+    # aligned dataset-style crops vs the OOD style: 1-NN on colour histograms keeps them apart
+    from workflow.dataset.align import align_face
+    feats, labels = [], []
+    for name, r in truth["datasets"]["style"].items():
+        if r["defect"] is None and r["mode"] == "RGB" and len(feats) < 40:
+            crop = align_face(_open(out / "style" / "raw" / name), r["landmarks"], size=128)
+            feats.append(_hist(np.asarray(crop)))
+            labels.append(r["style"])
+    for seed in (SMALL["seed"], 101, 202):
+        feats.append(_hist(np.asarray(render_reference(seed, size=128)[0])))
+        labels.append("ood")
+    f = np.asarray(feats)
+    d = ((f[-3:, None] - f[None]) ** 2).sum(-1)
+    d[np.arange(3), np.arange(len(f) - 3, len(f))] = np.inf
+    assert all(labels[j] == "ood" for j in d.argmin(1))

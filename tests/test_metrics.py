@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from eval_helpers import make_lmdb, tiny_checkpoints, write_truth  # noqa: E402
 
 from workflow.evaluate import consistency, fid, identity, inception, leakage, lpips, samples  # noqa: E402
+from workflow.evaluate.sample_sets import SampleSets, SampleWriter  # noqa: E402
 from workflow.evaluate.common import load_models  # noqa: E402
 
 
@@ -188,18 +189,62 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     lmdb_path, truth = make_lmdb(root / "style", n=24, size=32)
     ckpt = tiny_checkpoints(root / "models")
-    npz = root / "samples.npz"
+    out = root / "samples"
     samples.main(["--blendgan", ckpt["blendgan"], "--style-lmdb", str(lmdb_path), "--n", "6",
-                  "--diversity-faces", "2", "--diversity-styles", "3", "--out", str(npz)])
+                  "--diversity-faces", "2", "--diversity-styles", "3", "--out", str(out)])
     return {"root": root, "lmdb": lmdb_path, "truth": write_truth(root / "truth.json", truth),
-            "ckpt": ckpt, "samples": npz}
+            "ckpt": ckpt, "samples": out}
 
 
-def test_samples_file(tiny):
-    data = np.load(tiny["samples"])
+def test_samples_folder(tiny):
+    data = SampleSets(tiny["samples"])
     assert data["natural"].shape == (6, 16, 16, 3) and data["natural"].dtype == np.uint8
     assert data["reference"].shape == data["references"].shape == (6, 16, 16, 3)
-    assert data["diversity"].shape == (2, 3, 16, 16, 3)
+    assert data["diversity"].shape == (2, 3, 16, 16, 3) and data.scalars["indicator"] == 6
+    stored = np.load(tiny["samples"] / "latent.npy")  # plain .npy files
+    assert np.array_equal(data["latent"][2:5], stored[2:5]) and np.array_equal(data["latent"][-1], stored[-1])
+    assert not (tiny["root"] / "samples.partial").exists()
+
+
+def test_sample_writer_resumes_after_a_kill(tmp_path):
+    rows = np.arange(10 * 2 * 2 * 3, dtype=np.uint8).reshape(10, 2, 2, 3)
+    calls = []
+
+    def make(start, stop, fail_at=None):
+        if start == fail_at:
+            raise KeyboardInterrupt
+        calls.append(start)
+        return {"a": rows[start:stop], "b": 255 - rows[start:stop]}
+    shapes = {"a": rows.shape, "b": rows.shape}
+    with pytest.raises(KeyboardInterrupt):
+        SampleWriter(tmp_path / "s", {"seed": 0}).fill(shapes, lambda a, b: make(a, b, fail_at=6), chunk=3)
+    assert calls == [0, 3] and not (tmp_path / "s").exists()
+    writer = SampleWriter(tmp_path / "s", {"seed": 0})  # same settings: continue at row 6
+    writer.fill(shapes, make, chunk=3)
+    writer.finish()
+    assert calls == [0, 3, 6, 9]
+    data = SampleSets(tmp_path / "s")
+    assert np.array_equal(data["a"][:], rows) and np.array_equal(data["b"][:], 255 - rows)
+    SampleWriter(tmp_path / "t", {"seed": 0}).fill(shapes, make, chunk=3)
+    SampleWriter(tmp_path / "t", {"seed": 1}).fill(shapes, make, chunk=3)  # other settings: from 0
+    assert calls[-8:] == [0, 3, 6, 9] * 2
+
+
+def test_metrics_read_sample_sets_in_batches(tiny, tmp_path):
+    """No consumer fetches more than one batch of a set at once (a paper-scale set is 9.8 GB)."""
+    data = SampleSets(tiny["samples"], batch=2)
+    rec = consistency.evaluate(data, tiny["ckpt"]["blendgan"])
+    assert rec["computed"] and rec["n"] == 6
+    assert identity.evaluate(data)["computed"]
+    assert lpips.diversity(data, random_lpips(tmp_path / "l.pt"))["computed"]
+    torch.save(inception.FIDInception().state_dict(), tmp_path / "inception.pt")
+    rec = fid.evaluate(data, tiny["lmdb"], tiny["lmdb"], tmp_path / "inception.pt", tmp_path,
+                       n_real=3, kid_subsets=2)
+    assert rec["computed"] and rec["results"]["natural"]["n_fake"] == 6
+    sets = ("natural", "latent", "reference", "references", "diversity")
+    read = {name: data[name].largest_read for name in sets}
+    assert read == {"natural": 2, "latent": 2, "reference": 2, "references": 2, "diversity": 1}
+    assert rec["inputs"]["samples"] == str(tiny["samples"])
 
 
 def test_metric_clis_write_json_with_inputs_and_settings(tiny):

@@ -14,7 +14,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "workflow" / "configs" / "paper.yaml"
 PROFILES = ROOT / "workflow" / "profiles"
-DEMO_ONLY_RULES = {"demo_portraits", "demo_truth_check", "probe_style_encoder", "probe_blendgan"}
+DEMO_ONLY_RULES = {"demo_portraits", "demo_ood_reference", "demo_truth_check", "probe_style_encoder", "probe_blendgan"}
 
 
 def merge(base: dict, over: dict) -> dict:

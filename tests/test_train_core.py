@@ -136,11 +136,17 @@ def test_two_process_ddp_equals_one_process(tmp_path, style_lmdb):
     single = se.main(args + ["--out", str(tmp_path / "one")])
     proc = torchrun_two("models.train.style_encoder", [*args, "--out", str(tmp_path / "two")], timeout=180)
     assert "2 process(es)" in proc.stdout
-    a, b = _params(single), _params(tmp_path / "two" / "final.pt")
+    # Trained weights: the last snapshots (the final checkpoint folds in a whitening, which
+    # amplifies float noise in the training set's near-empty directions).
+    a, b = (latest_valid_snapshot(tmp_path / run / "snapshots")[1]["models"]["style_encoder"]
+            ["state_dict"] for run in ("one", "two"))
     moved = 0
     for k in a:
-        # style_mean/style_cov: statistics of standardised codes (mean ~0 up to float error)
-        atol = 1e-4 if k.startswith("style_") else 1e-6
-        assert torch.allclose(a[k], b[k], rtol=1e-4, atol=atol), (k, (a[k] - b[k]).abs().max())
+        assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6), (k, (a[k] - b[k]).abs().max())
         moved += int(k.startswith("mlp."))
     assert moved
+    # Final, whitened encoders: the same codes up to that amplified noise.
+    x = torch.stack([LMDBImages(style_lmdb, 16)[i] for i in range(24)])
+    with torch.no_grad():
+        za, zb = load_style_encoder(single)(x), load_style_encoder(tmp_path / "two" / "final.pt")(x)
+    assert (za - zb).norm(dim=1).max() < 1e-2 * za.norm(dim=1).mean(), (za - zb).abs().max()

@@ -92,6 +92,54 @@ def test_style_encoder_checkpoint(encoder_ckpt):
     assert enc(torch.zeros(1, 3, 16, 16)).shape == (1, 16)
     extra = load_checkpoint(encoder_ckpt, build=False)["extra"]
     assert len(extra["holdout_names"]) == 4 and extra["train_count"] == 20
+    # Whitened over its 20 training images: stored mean 0, covariance I where the codes have
+    # variance and below I in the floored directions, never above.
+    assert enc.style_mean.abs().max() < 1e-3
+    lam = torch.linalg.eigvalsh(enc.style_cov.double())
+    assert lam.max() == pytest.approx(1.0, abs=1e-3) and lam.min() > -1e-4
+
+
+def _encoder_with_offset_codes(seed=0):
+    """An encoder and Gram-like inputs whose codes have a mean and correlated, unequal
+    variances (the fold only touches the MLPs, so the VGG is skipped)."""
+    torch.manual_seed(seed)
+    enc = se.StyleEncoder(style_dim=8, n_mlp=2, vgg_width=0.0625, pool_size=16)
+    with torch.no_grad():
+        enc.mlp[-1].bias.add_(torch.randn(8))
+        enc.mlp[-1].weight.mul_(torch.linspace(0.1, 3.0, 8)[:, None])
+    return enc, lambda n: torch.randn(n, enc.gram.dim)
+
+
+def test_whitening_fold_keeps_head_output_and_whitens_codes():
+    enc, gram = _encoder_with_offset_codes()
+    h = gram(256)
+    with torch.no_grad():
+        before_codes = enc.mlp(h)
+        before_head = enc.project(before_codes)
+        var = torch.cov(before_codes.T).diagonal()
+        assert var.max() > 10 * var.min()  # far from whitened to begin with
+        kept = se.whiten_output_(enc, before_codes, floor=1e-6)
+        codes = enc.mlp(h)
+        head = enc.project(codes)
+    assert kept == 8
+    torch.testing.assert_close(head, before_head, rtol=1e-4, atol=1e-4 * before_head.abs().max())
+    assert codes.mean(0).abs().max() < 1e-4
+    torch.testing.assert_close(torch.cov(codes.T), torch.eye(8), rtol=0, atol=1e-3)
+
+
+def test_whitening_floor_leaves_empty_directions_unamplified():
+    """Codes of 5 inputs span 4 directions: the other 4 are floored (variance ~0, not blown
+    up to 1), and the head output is still unchanged."""
+    enc, gram = _encoder_with_offset_codes(1)
+    h = gram(5)
+    with torch.no_grad():
+        before_head = enc.project(enc.mlp(h))
+        kept = se.whiten_output_(enc, enc.mlp(h), floor=1e-4)
+        lam = torch.linalg.eigvalsh(torch.cov(enc.mlp(h).T.double()))
+        head = enc.project(enc.mlp(h))
+    assert kept == 4
+    assert lam[-4:].sub(1).abs().max() < 1e-3 and lam[:4].abs().max() < 1e-3
+    torch.testing.assert_close(head, before_head, rtol=1e-4, atol=1e-4 * before_head.abs().max())
 
 
 # ------------------------------------------------------------------------------ BlendGAN
@@ -257,3 +305,32 @@ def test_psp_lpips_and_identity_terms_load_their_weights(tmp_path):
     (1 - (net.identity(x) * net.identity(x.detach().flip(0))).sum(1)).mean().backward()
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         active_weights(PSPConfig(lpips_weights=str(tmp_path / "missing.pt")))
+
+
+def test_finetune_from_image_file_and_its_probe(data, blendgan_ckpt, tmp_path):
+    """A user's own reference file (not an LMDB index): the checkpoint keeps its pixels, G
+    starts from the EMA weights, and the probe reports before/after on the same reference."""
+    from PIL import Image
+
+    from workflow.evaluate import finetune_probe
+    ref = ft.LMDBImages(data["style"], 16)[5]
+    path = tmp_path / "ref.png"
+    Image.fromarray(((ref.permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()).save(path)
+    cfg = write_yaml(tmp_path / "ft.yaml", {"lr": 0.0005, "loop": loop(
+        batch=1, total_images=2, log_every=1, snapshot_every=0, eval_every=2)})
+    final = ft.main(["--config", str(cfg), "--checkpoint", str(blendgan_ckpt), "--face",
+                     str(data["face"]), "--reference", str(path), "--out", str(tmp_path / "ft")])
+    extra = load_checkpoint(final, build=False)["extra"]
+    assert extra["reference_image"].dtype == torch.uint8
+    assert (extra["reference_image"].float() / 127.5 - 1 - ref).abs().max() < 0.01
+    first = read_stats(tmp_path / "ft" / "stats.jsonl")[0]
+    assert first["eval/natural_drift"] == 0.0  # g starts as g_ema: nothing moved before training
+    out = tmp_path / "probe.json"
+    finetune_probe.main(["--base", str(blendgan_ckpt), "--finetune", str(final), "--style-lmdb",
+                         str(data["style"]), "--face-lmdb", str(data["face"]), "--faces", "4",
+                         "--references", "2", "--out", str(out)])
+    res = json.loads(out.read_text())
+    for k in ("before", "after"):
+        assert -1 <= res[k]["reference_cosine"] <= 1
+        assert 0 <= res[k]["closer_than_reference"] <= 1
+    assert res["natural_mean_abs_change"] > 0  # two training steps moved G

@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from eval_helpers import make_lmdb, tiny_checkpoints, write_truth  # noqa: E402
+from eval_helpers import make_lmdb, tiny_checkpoints, tiny_gram_checkpoint, write_truth  # noqa: E402
 
 from workflow.evaluate import figures, tables, tsne  # noqa: E402
 
@@ -25,7 +25,8 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("figs")
     lmdb_path, truth = make_lmdb(root / "style", n=30, size=32)
     return {"root": root, "lmdb": lmdb_path, "truth": write_truth(root / "truth.json", truth),
-            "ckpt": tiny_checkpoints(root / "models")}
+            "ckpt": {**tiny_checkpoints(root / "models"),
+                     "blendgan_gram": tiny_gram_checkpoint(root / "models")}}
 
 
 def test_tsne_separates_clusters():
@@ -62,7 +63,8 @@ def test_tsne_cli(tiny, with_truth):
 def test_all_figures_from_tiny_checkpoints(tiny):
     c, out = tiny["ckpt"], tiny["root"] / "figures"
     assert figures.main(["all", "--blendgan", c["blendgan"], "--style-encoder", c["style_encoder"],
-                         "--psp", c["psp"], "--finetune", c["finetune"], "--style-lmdb", str(tiny["lmdb"]),
+                         "--psp", c["psp"], "--finetune", c["finetune"],
+                         "--gram-blendgan", c["blendgan_gram"], "--style-lmdb", str(tiny["lmdb"]),
                          "--face-lmdb", str(tiny["lmdb"]), "--faces", "2", "--styles", "2",
                          "--frames", "2", "--cell", "24", "--out-dir", str(out)]) == 0
     assert sorted(p.stem for p in out.glob("*.png")) == sorted(figures.FIGURES)
@@ -75,10 +77,10 @@ def test_all_figures_from_tiny_checkpoints(tiny):
 def test_figures_skip_and_missing_psp(tiny):
     c, out = tiny["ckpt"], tiny["root"] / "figures_skip"
     assert figures.main(["all", "--blendgan", c["blendgan"], "--style-lmdb", str(tiny["lmdb"]),
-                         "--skip", "latent_transfer", "reference_transfer", "oneshot",
+                         "--skip", "latent_transfer", "reference_transfer", "oneshot", "ablation",
                          "--faces", "1", "--styles", "2", "--frames", "2", "--cell", "16",
                          "--out-dir", str(out)]) == 0
-    assert len(list(out.glob("*.png"))) == len(figures.FIGURES) - 3
+    assert len(list(out.glob("*.png"))) == len(figures.FIGURES) - 4
     with pytest.raises(SystemExit, match="--psp"):
         figures.main(["latent_transfer", "--blendgan", c["blendgan"], "--style-lmdb", str(tiny["lmdb"]),
                       "--face-lmdb", str(tiny["lmdb"]), "--out", str(out / "x.png")])

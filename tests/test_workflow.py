@@ -33,6 +33,8 @@ TINY_TRAINING = {
     "blendgan": {"eval_images": 8, "loop": {**tiny_loop(48, 24, 4), "sample_every": 24}},
     "psp": {"holdout": 6, "eval_images": 6, "loop": {**tiny_loop(24, 12, 4), "sample_every": 12}},
     "finetune": {"loop": {**tiny_loop(4, 2, 1), "sample_every": 2}},
+    "ablation": {"faces": 2, "references": 2,
+                 "blendgan": {"eval_images": 8, "loop": {**tiny_loop(24, 24, 4), "sample_every": 24}}},
     "evaluate": {"samples": 8, "real_images": 8, "kid_subsets": 10, "diversity_faces": 2,
                  "diversity_styles": 3, "leakage_images": 40, "tsne_images": 60,
                  "figure_faces": 2, "figure_styles": 3, "threads": 1},

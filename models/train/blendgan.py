@@ -12,6 +12,11 @@ path length every 4, style mixing on z_f, EMA of G. E_style stays frozen. G star
 rosinality StyleGAN2 checkpoint when ``stylegan2_checkpoint`` is set (D_face from its ``d``,
 D_style a copy, D_style_latent random), from scratch otherwise. Both branches go through G in
 one batched call (natural rows use i = 18, which ignores z_s exactly).
+
+``style_embedding: gram`` trains the supplement-D ablation: z_s is the frozen encoder's Gram
+concatenation itself (its VGG, no MLP); G's style mapping and D_style_latent's projection take
+that width. Decision: such a run is reference-guided only (``reference_fraction`` must be 1),
+since N(0, I) draws are not Gram vectors; its samples and evaluation skip the latent-guided sets.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ class BlendGANConfig:
     g_reg_every: int = 4
     mixing: float = 0.9                   # style-mixing probability on z_f
     reference_fraction: float = 0.5       # stylised samples with z_s = E_style(reference)
+    style_embedding: str = "encoder"      # encoder: z_s = E_style(ref); gram: the raw Gram vector
+                                          # (supplement D ablation; needs reference_fraction 1)
     indicator_max: int = 17               # i uniform in {0..indicator_max} for stylised rows
     xflip: bool = True                    # random horizontal flips of the reals
     ema_half_life_images: float = 10_000
@@ -87,7 +94,15 @@ class BlendGANTrainer(Trainer):
         super().__init__(cfg, dist, out)
         dev = self.device
         self.encoder = load_style_encoder(style_encoder, map_location=dev).requires_grad_(False)
-        if self.encoder.style_dim != cfg.style_dim:
+        self.gram = cfg.style_embedding == "gram"
+        if cfg.style_embedding not in ("encoder", "gram"):
+            raise ValueError(f"style_embedding must be encoder or gram, got {cfg.style_embedding!r}")
+        if self.gram and cfg.reference_fraction != 1:
+            raise ValueError("style_embedding: gram needs reference_fraction: 1 (a Gram vector "
+                             "cannot be sampled from N(0, I): the ablation is reference-guided)")
+        # Width of z_s as G and D_style_latent see it: the Gram dimension in the ablation.
+        self.z_style_dim = self.encoder.gram.dim if self.gram else cfg.style_dim
+        if not self.gram and self.encoder.style_dim != cfg.style_dim:
             raise ValueError(f"{style_encoder}: style encoder gives {self.encoder.style_dim}-d "
                              f"codes but blendgan.style_dim is {cfg.style_dim}")
         self.build_networks()
@@ -126,21 +141,38 @@ class BlendGANTrainer(Trainer):
                                  f"{cfg.style_dim}-d")
             d_face = ck["d"]
             kw = {k: v for k, v in d_face.init_kwargs.items() if k != "size"}
+            if self.gram:
+                g, g_ema = self.with_style_input(g), self.with_style_input(g_ema)
             self.log(f"initialised G and D_face from {cfg.stylegan2_checkpoint}")
         else:
             g = BlendGenerator(cfg.resolution, cfg.style_dim, cfg.n_mlp, cfg.channel_multiplier,
                                lr_mlp=cfg.lr_mlp, channel_base=cfg.channel_base,
-                               channel_max=cfg.channel_max)
-            with torch.no_grad():  # style mapping starts as a copy of the face mapping (SPEC 4.2)
-                g.embedding.load_state_dict(g.style.state_dict())
+                               channel_max=cfg.channel_max, style_input_dim=self.z_style_dim)
+            g.copy_face_mapping_to_style()  # SPEC 4.2 (a wider Gram input layer stays random)
             g_ema = copy.deepcopy(g)
             kw = dict(channel_multiplier=cfg.channel_multiplier, channel_base=cfg.channel_base,
                       channel_max=cfg.channel_max, stddev_group=cfg.stddev_group)
             d_face = Discriminator(cfg.resolution, **kw)
             self.log("no StyleGAN2 checkpoint configured: G and D_face from scratch")
-        ds = make_discriminators(cfg.resolution, cfg.style_dim, d_face=d_face, **kw)
+        ds = make_discriminators(cfg.resolution, self.z_style_dim, d_face=d_face, **kw)
         self.models = {"g": g.to(self.device), "g_ema": g_ema.to(self.device),
                        **{k: v.to(self.device) for k, v in ds.items()}}
+
+    def with_style_input(self, g: BlendGenerator) -> BlendGenerator:
+        """The same generator with a style mapping that takes z_s of width ``z_style_dim``."""
+        torch.manual_seed(self.cfg.loop.seed)  # g and g_ema get the same random wide layer
+        kw = dict(g.init_kwargs, style_input_dim=self.z_style_dim)
+        wide = BlendGenerator(**kw).to(self.device)
+        sd = {k: v for k, v in g.state_dict().items() if not k.startswith("embedding.1.")}
+        missing, unexpected = wide.load_state_dict(sd, strict=False)
+        if unexpected or any(not k.startswith("embedding.1.") for k in missing):
+            raise KeyError(f"widening the style input: missing {missing}, unexpected {unexpected}")
+        return wide
+
+    @torch.no_grad()
+    def embed(self, images):
+        """z_s of reference images: E_style's code, or its Gram vector in the ablation."""
+        return self.encoder.gram(images) if self.gram else self.encoder(images)
 
     def setup_style_data(self, style):
         lp = self.cfg.loop
@@ -181,9 +213,9 @@ class BlendGANTrainer(Trainer):
         z_latent = dist.local(torch.randn(B, D, generator=gen)).to(dev)
         use_ref = dist.local(torch.rand(B, generator=gen) < cfg.reference_fraction).to(dev)
         indicator = dist.local(torch.randint(0, cfg.indicator_max + 1, (B,), generator=gen)).to(dev)
-        with torch.no_grad():
-            z_real = self.encoder(style)
-        z_style = torch.where(use_ref.unsqueeze(1), z_real, z_latent)
+        z_real = self.embed(style)
+        # The ablation is reference-guided only (z_latent is still drawn: same random stream).
+        z_style = z_real if self.gram else torch.where(use_ref.unsqueeze(1), z_real, z_latent)
         return {"face": face, "style": style, "z_real": z_real, "z_style": z_style,
                 "indicator": indicator, "z_face_d": z_face[:2], "z_face_g": z_face[2:],
                 "mix": mix, "inject": inject,
@@ -305,11 +337,12 @@ class BlendGANTrainer(Trainer):
         refs = self.reference_images(4)
         rows = [g.generate(z)]
         for r in refs:
-            zs = self.encoder(r[None]).expand(n, -1)
+            zs = self.embed(r[None]).expand(n, -1)
             rows.append(g.generate(z, zs, indicator=6))
         for _ in range(2):
             zs = torch.randn(1, cfg.style_dim, generator=gen).to(self.device).expand(n, -1)
-            rows.append(g.generate(z, zs, indicator=6))
+            if not self.gram:  # no latent-guided rows in the Gram ablation
+                rows.append(g.generate(z, zs, indicator=6))
         return torch.cat(rows), n
 
     @torch.no_grad()
@@ -344,28 +377,34 @@ class BlendGANTrainer(Trainer):
         ss = self.style_set
 
         def ref(s, k):
-            zs = self.encoder(torch.stack([ss[perm[i]] for i in range(s, s + k)]).to(dev))
+            zs = self.embed(torch.stack([ss[perm[i]] for i in range(s, s + k)]).to(dev))
             return g.generate(z[s:s + k], zs, indicator=ind[s:s + k])
 
         nat = self.features(lambda s, k: g.generate(z[s:s + k]), n)
-        lat = self.features(lambda s, k: g.generate(z[s:s + k], zl[s:s + k],
-                                                    indicator=ind[s:s + k]), n)
         refd = self.features(ref, n)
-        return {"fd_estyle_natural": frechet_distance(nat, face_f),
-                "fd_estyle_reference": frechet_distance(refd, style_f),
-                "fd_estyle_latent": frechet_distance(lat, style_f),
-                "alpha_mean": float(g.add_weight.mean())}
+        out = {"fd_estyle_natural": frechet_distance(nat, face_f),
+               "fd_estyle_reference": frechet_distance(refd, style_f)}
+        if not self.gram:  # latent-guided sampling is undefined for Gram vectors
+            lat = self.features(lambda s, k: g.generate(z[s:s + k], zl[s:s + k],
+                                                        indicator=ind[s:s + k]), n)
+            out["fd_estyle_latent"] = frechet_distance(lat, style_f)
+        out["alpha_mean"] = float(g.add_weight.mean())
+        return out
 
     def final_checkpoint(self):
         """g_ema with the style encoder embedded (``embedder``, as the released weights), the
         training networks, and the encoder on its own."""
         self.g_ema.update_latent_avg()
         kw = dict(self.g_ema.init_kwargs)
-        enc_kw = dict(self.encoder.init_kwargs, projection_head=False)
-        kw["style_encoder"] = enc_kw
+        # The ablation embeds the Gram front end alone, so the checkpoint needs no training
+        # config: load_generator gives a generator whose ``embedder`` makes its z_s.
+        embedder = self.encoder.gram if self.gram else self.encoder
+        kw["style_encoder"] = (dict(embedder.init_kwargs) if self.gram
+                               else dict(embedder.init_kwargs, projection_head=False))
+        kw["style_embedding"] = self.cfg.style_embedding
         full = BlendGenerator(**kw).to(self.device)
         sd = dict(self.g_ema.state_dict())
-        sd.update({f"embedder.{k}": v for k, v in self.encoder.state_dict().items()
+        sd.update({f"embedder.{k}": v for k, v in embedder.state_dict().items()
                    if not k.startswith("projector.")})
         full.load_state_dict(sd, strict=True)
         models = {"g_ema": full.eval(), "g": self.g, "d_face": self.ds[0], "d_style": self.ds[1],

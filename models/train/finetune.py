@@ -8,7 +8,10 @@ the style encoder stays frozen, G and the three Ds train (1000 iterations at bat
 scale). D_face still sees FFHQ; D_style and D_style_latent see only the reference image, and
 every stylised sample uses z_s = E_style(reference). The loop, losses and regularisers are
 BlendGAN's (models.train.blendgan). ``eval/ref_style_cosine`` logs the cosine similarity of
-E_style(output) and E_style(reference) for reference-guided outputs (i = 6).
+E_style(output) and E_style(reference) for reference-guided outputs (i = 6), and
+``eval/natural_drift`` the mean absolute change of the natural outputs (i = 18) since the start:
+the face branch must survive. The final checkpoint carries the reference as used (uint8, at the
+generator's resolution, ``extra.reference_image``) so figures and probes show the same pixels.
 """
 
 from __future__ import annotations
@@ -52,14 +55,17 @@ class FinetuneTrainer(BlendGANTrainer):
         import dataclasses
         cfg = dataclasses.replace(cfg, resolution=kw["size"], style_dim=kw["style_dim"])
         super().__init__(cfg, dist, out, face, None, checkpoint)
+        self.g_start = copy.deepcopy(self.g_ema).requires_grad_(False)  # for eval/natural_drift
 
     def build_networks(self):
         ck = load_checkpoint(self.checkpoint, map_location=self.device)
         m = ck["models"]
-        g = m["g"]
-        g_ema = copy.deepcopy(g)
+        # G starts from the EMA weights, the model users see (and Fig. 5's "before"); starting
+        # from the raw g made a short EMA pull g_ema to g and moved natural outputs by itself.
+        g_ema = m["g"]
         ema_sd = {k: v for k, v in m["g_ema"].state_dict().items() if not k.startswith("embedder.")}
         g_ema.load_state_dict(ema_sd, strict=True)
+        g = copy.deepcopy(g_ema)
         self.models = {"g": g, "g_ema": g_ema, "d_face": m["d_face"], "d_style": m["d_style"],
                        "d_style_latent": m["d_style_latent"]}
         self.log(f"fine-tuning from {self.checkpoint}")
@@ -84,7 +90,13 @@ class FinetuneTrainer(BlendGANTrainer):
         z_ref = self.encoder(self.ref[None])
         out = self.g_ema.generate(z, z_ref.expand(n, -1), indicator=6)
         cos = F.cosine_similarity(self.encoder(out), z_ref).mean()
-        return {"ref_style_cosine": float(cos)}
+        drift = (self.g_ema.generate(z) - self.g_start.generate(z)).abs().mean()
+        return {"ref_style_cosine": float(cos), "natural_drift": float(drift)}
+
+    def final_checkpoint(self):
+        models, extra = super().final_checkpoint()
+        extra["reference_image"] = ((self.ref.cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        return models, extra
 
 
 def reference_image(cfg: FinetuneConfig, args, resolution=None) -> torch.Tensor:

@@ -5,8 +5,9 @@
 Two affine views of every image (random resized crop, flip, small rotation and translation;
 never colour) -> frozen VGG Gram features -> embedding MLP -> projection head -> NT-Xent
 (temperature 0.2). Only the two MLPs learn. Under several processes the loss uses the global
-batch's negatives. The final checkpoint holds the encoder with the mean and covariance of z_s
-over its training set, and the names of the images it kept out (for probes).
+batch's negatives. The final checkpoint holds the encoder, its output whitened over its
+training set (mean 0, covariance I, as latent-guided z_s ~ N(0, I)) with those statistics stored,
+and the names of the images it kept out (for probes).
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ class StyleEncoderConfig:
     betas: tuple[float, float] = (0.0, 0.99)
     temperature: float = 0.2              # NT-Xent temperature [decision]
     holdout: int = 0                      # images kept out of training (probes use them)
-    standardize: bool = True              # fold per-dimension standardisation of z_s over the
-                                          # training set into the last MLP layer [decision], so
-                                          # reference codes match latent-guided z_s ~ N(0, I)
+    whiten: bool = True                   # fold a whitening of z_s over the training set into
+                                          # the last MLP layer [decision], so reference codes
+                                          # have mean 0 and covariance I like latent-guided
+                                          # z_s ~ N(0, I) (SPEC 4.2)
+    whiten_floor: float = 1e-6            # eigenvalues below floor * largest are raised to it:
+                                          # the near-empty tail directions stay unamplified
     augment: AffineAugment = AffineAugment()
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(
         batch=256, total_images=128_000_000, log_every=25_600, sample_every=0,
@@ -134,10 +138,11 @@ class StyleEncoderTrainer(Trainer):
     @torch.no_grad()
     def final_checkpoint(self):
         codes = embed_dataset(self.enc, self.train_set, self.device)
-        if self.cfg.standardize:
-            standardize_output_(self.enc, codes.mean(0), codes.std(0))
+        if self.cfg.whiten:
+            kept = whiten_output_(self.enc, codes, self.cfg.whiten_floor)
             codes = embed_dataset(self.enc, self.train_set, self.device)
-            self.log("z_s standardised per dimension over the training set (folded into the MLP)")
+            self.log(f"z_s whitened over the training set (folded into the MLP); {kept} of "
+                     f"{codes.shape[1]} directions above the eigenvalue floor")
         self.enc.set_style_stats(codes)
         self.log(f"z_s statistics over {codes.shape[0]} training images stored in the encoder")
         extra = {"holdout_names": self.held_set.names if self.held_set else [],
@@ -146,20 +151,32 @@ class StyleEncoderTrainer(Trainer):
         return {"style_encoder": self.enc}, extra
 
 
+def whitening(codes: torch.Tensor, floor: float):
+    """(mean, A, A^-1, lambda') with A = U diag(lambda')^-1/2 U^T, lambda' the covariance's
+    eigenvalues floored at floor * max(lambda). The symmetric (ZCA) form has no eigenvector sign
+    ambiguity, so runs that differ by float noise (1 vs 2 processes) still agree."""
+    codes = codes.double()
+    lam, u = torch.linalg.eigh(torch.cov(codes.T))
+    lam = lam.clamp_min(max(floor, 1e-12) * float(lam.max()))
+    return codes.mean(0), (u * lam.rsqrt()) @ u.T, (u * lam.sqrt()) @ u.T, lam
+
+
 @torch.no_grad()
-def standardize_output_(enc: StyleEncoder, mean: torch.Tensor, std: torch.Tensor):
-    """Make the encoder output (z - mean) / std by rescaling its last linear layer; the
-    projection head's first layer gets the inverse, so head(encoder(x)) is unchanged."""
-    std = std.clamp_min(1e-8).to(mean.device)
-    last = enc.mlp[-1]
-    bias = last.bias * last.lr_mul
-    last.weight.div_(std[:, None])
-    last.bias.copy_((bias - mean) / std / last.lr_mul)
-    if enc.projector is not None:
-        first = enc.projector[0]
-        w_eff = first.weight * first.scale
-        first.bias.add_((mean @ w_eff.T) / first.lr_mul)
-        first.weight.mul_(std[None, :])
+def whiten_output_(enc: StyleEncoder, codes: torch.Tensor, floor: float = 1e-6) -> int:
+    """Make the encoder output A (z - mean) by rewriting its last linear layer, so codes over
+    ``codes``' images have mean 0 and covariance I (below the floor: less than I). The
+    projection head's first layer absorbs the inverse, so head(encoder(x)) is unchanged.
+    Returns how many directions are fully whitened (not floored)."""
+    mean, a, a_inv, lam = (t.to(enc.mlp[-1].weight.device) for t in whitening(codes, floor))
+    last, first = enc.mlp[-1], enc.projector[0] if enc.projector is not None else None
+    w, b = last.weight.double(), last.bias.double() * last.lr_mul  # z = scale * w h + b
+    last.weight.copy_(a @ w)
+    last.bias.copy_(a @ (b - mean) / last.lr_mul)
+    if first is not None:  # head sees z = A^-1 z' + mean
+        w1 = first.weight.double()
+        first.bias.add_((mean @ (w1 * first.scale).T / first.lr_mul).to(first.bias))
+        first.weight.copy_(w1 @ a_inv)
+    return int((lam > floor * float(lam.max())).sum())
 
 
 def retrieval_accuracy(h1, h2):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import platform
@@ -51,6 +52,18 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device(name)
 
 
+def return_freed_memory() -> None:
+    """Serve allocations of 1 MB and more (a batch of 32 images at 256 is 6 MB as bytes, 25 MB as
+    floats) from their own memory maps, given back to the system when freed. By default glibc
+    raises that threshold after the first such free and serves later batches from the heap, where
+    the small arrays kept between batches (features, codes) pin the freed holes: the resident set
+    then grew with the number of batches (measured: 1.26 GB at 1,000 images, 0.67 GB at 250)."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # -3: M_MMAP_THRESHOLD (malloc.h)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
 class Timer:
     def __enter__(self):
         self.start = time.perf_counter()
@@ -66,12 +79,25 @@ def lmdb_images(path, resolution: int, n: int | None = None, seed: int = 0,
     """Up to n images of an LMDB (a seeded random subset), (N, 3, R, R) in [-1, 1]."""
     ds = LMDBImages(path, resolution)
     if indices is None:
-        indices = list(range(len(ds)))
-        if n is not None and n < len(indices):
-            rng = np.random.default_rng(seed)
-            indices = sorted(rng.choice(len(ds), size=n, replace=False).tolist())
+        indices = lmdb_indices(path, n, seed)
     images = torch.stack([ds[i] for i in indices]) if indices else torch.empty(0, 3, resolution, resolution)
     return images, [ds.all_names[i] for i in indices], list(indices)
+
+
+def lmdb_indices(path, n: int | None = None, seed: int = 0) -> list[int]:
+    """Every index, or a seeded random subset of n (sorted): the selection of lmdb_images."""
+    length = lmdb_length(path)
+    if n is None or n >= length:
+        return list(range(length))
+    return sorted(np.random.default_rng(seed).choice(length, size=n, replace=False).tolist())
+
+
+def lmdb_batches(path, resolution: int, indices: list[int], batch: int = 32):
+    """The images at ``indices`` as (B, 3, R, R) tensors in [-1, 1], one batch at a time (a
+    paper-scale reference set decoded whole would be 70,000 x 3 x 256² floats = 55 GB)."""
+    ds = LMDBImages(path, resolution)
+    for start in range(0, len(indices), batch):
+        yield torch.stack([ds[i] for i in indices[start:start + batch]])
 
 
 def lmdb_length(path) -> int:

@@ -1,6 +1,6 @@
 """FID and KID (SPEC 5) on the pool3 features of the standard FID Inception (weights from a file).
 
-    python -m workflow.evaluate.fid --samples S.npz --style-lmdb A --face-lmdb F \
+    python -m workflow.evaluate.fid --samples samples/ --style-lmdb A --face-lmdb F \
         --weights auto --cache-dir DIR --out fid.json
 
 Three comparisons: latent-guided outputs vs AAHQ, reference-guided outputs vs AAHQ, natural
@@ -8,6 +8,8 @@ outputs (i = 18) vs FFHQ. FID: Frechet distance of Gaussian fits (exact trace fo
 scipy sqrtm). KID: unbiased MMD^2 with the cubic polynomial kernel, mean and std over random subsets
 (Binkowski et al. 2018). Both are biased by small sample counts (FID much more than KID); the
 JSON records the counts, so demo numbers are never mistaken for paper numbers.
+Images, generated and real, go through Inception 32 at a time; only the features (2048 float64 =
+16 KB per image) are kept, since KID draws random subsets of them.
 """
 
 from __future__ import annotations
@@ -18,17 +20,25 @@ import sys
 import numpy as np
 import torch
 
-from .common import Timer, from_uint8, lmdb_images, machine, not_computed, write_json
+from .common import (Timer, from_uint8, lmdb_batches, lmdb_indices, machine, not_computed,
+                     return_freed_memory, write_json)
 from .inception import resolve_weights, load_inception
+from .sample_sets import READ_BATCH, open_sets
 
 COMPARISONS = (("latent_guided", "latent", "style"), ("reference_guided", "reference", "style"),
                ("natural", "natural", "face"))
 
 
 @torch.no_grad()
-def inception_features(net, images: torch.Tensor, batch: int = 32, device="cpu") -> np.ndarray:
+def inception_features(net, images: torch.Tensor, batch: int = READ_BATCH, device="cpu") -> np.ndarray:
+    return batch_features(net, (images[i:i + batch] for i in range(0, len(images), batch)), device)
+
+
+@torch.no_grad()
+def batch_features(net, batches, device="cpu") -> np.ndarray:
+    """Pool3 features of an iterable of (B, 3, H, W) batches in [-1, 1]."""
     net = net.to(device)
-    out = [net(images[i:i + batch].to(device)).cpu() for i in range(0, len(images), batch)]
+    out = [net(images.to(device)).cpu() for images in batches]
     return torch.cat(out).double().numpy() if out else np.zeros((0, 2048))
 
 
@@ -80,11 +90,11 @@ def kid_from_features(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_s
 
 def evaluate(samples, style_lmdb, face_lmdb, weights="auto", cache_dir=".", n_real=None,
              kid_subsets=100, seed=0, device="cpu") -> dict:
-    data = np.load(samples)
+    data = open_sets(samples)
     settings = {"weights_setting": weights, "n_real": n_real, "kid_subsets": kid_subsets,
                 "kid_kernel": "cubic polynomial (x.y/d + 1)^3", "seed": seed,
                 "preprocess": "8-bit quantise, bilinear 299x299, (x-128)/128"}
-    inputs = {"samples": str(samples), "style_lmdb": str(style_lmdb), "face_lmdb": str(face_lmdb)}
+    inputs = {"samples": str(data.path), "style_lmdb": str(style_lmdb), "face_lmdb": str(face_lmdb)}
     path, why = resolve_weights(weights, cache_dir)
     if path is None:
         return not_computed("fid_kid", why, inputs=inputs, settings=settings)
@@ -96,9 +106,9 @@ def evaluate(samples, style_lmdb, face_lmdb, weights="auto", cache_dir=".", n_re
         for name, key, real in COMPARISONS:
             if real not in real_feats:
                 lmdb = style_lmdb if real == "style" else face_lmdb
-                images, _, _ = lmdb_images(lmdb, resolution, n_real, seed)
-                real_feats[real] = inception_features(net, images, device=device)
-            fake = inception_features(net, from_uint8(data[key]), device=device)
+                indices = lmdb_indices(lmdb, n_real, seed)
+                real_feats[real] = batch_features(net, lmdb_batches(lmdb, resolution, indices), device)
+            fake = batch_features(net, map(from_uint8, data[key].batches()), device)
             ref = real_feats[real]
             kid, kid_std = kid_from_features(fake, ref, kid_subsets, seed=seed)
             results[name] = {"fid": fid_from_features(fake, ref), "kid": kid, "kid_std": kid_std,
@@ -112,7 +122,7 @@ def evaluate(samples, style_lmdb, face_lmdb, weights="auto", cache_dir=".", n_re
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--samples", required=True, help="samples.npz from workflow.evaluate.samples")
+    p.add_argument("--samples", required=True, help="sample folder from workflow.evaluate.samples")
     p.add_argument("--style-lmdb", required=True)
     p.add_argument("--face-lmdb", required=True)
     p.add_argument("--weights", default="auto", help="state dict file, 'auto' or 'none'")
@@ -123,6 +133,7 @@ def main(argv=None):
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
+    return_freed_memory()  # batch buffers go back to the system (common.py)
     from .common import pick_device
     weights = None if a.weights in ("none", "null", "") else a.weights
     rec = evaluate(a.samples, a.style_lmdb, a.face_lmdb, weights, a.cache_dir, a.n_real,

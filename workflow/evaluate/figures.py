@@ -1,13 +1,15 @@
 """The supplement's figures from checkpoints alone (PNG; the animation as GIF).
 
     python -m workflow.evaluate.figures FIGURE --blendgan G.pt [--style-encoder E.pt] \
-        [--psp P.pt] [--finetune F.pt] --style-lmdb A --face-lmdb F --out fig.png
+        [--psp P.pt] [--finetune F.pt] [--gram-blendgan GG.pt] --style-lmdb A --face-lmdb F \
+        --out fig.png
 
 FIGURE (supplement numbering):
   latent_transfer      Fig. 2: real faces (FFHQ) -> pSp -> latent-guided styles
   reference_transfer   Fig. 3: real faces -> pSp -> styles of AAHQ references (top row)
-  ablation             Fig. 4: Gram concatenation vs learned E_style, shown as retrieval: the
-                       nearest AAHQ images of each query under either embedding
+  ablation             Fig. 4: the Gram-embedding BlendGAN (--gram-blendgan; left) against the
+                       learned-encoder one (right): same face codes and references, i = 0
+  ablation_retrieval   the two embeddings themselves: nearest AAHQ images of each query
   oneshot              Fig. 5: one-shot fine-tuning: the reference, the base model and the
                        fine-tuned model on the same faces
   latent_grid          Fig. 6: random faces x random latent styles
@@ -31,8 +33,8 @@ from workflow.generate import interpolation_frames, stylise, write_animation
 
 from .common import face_codes, grid, lmdb_images, load_models, pick_device, save_png
 
-FIGURES = ("latent_transfer", "reference_transfer", "ablation", "oneshot", "latent_grid",
-           "reference_grid", "indicator_sweep", "interpolation")
+FIGURES = ("latent_transfer", "reference_transfer", "ablation", "ablation_retrieval", "oneshot",
+           "latent_grid", "reference_grid", "indicator_sweep", "interpolation")
 
 
 @torch.no_grad()
@@ -91,7 +93,35 @@ def fig_grid(args, models, reference: bool):
 
 
 @torch.no_grad()
-def fig_ablation(args, models, k: int = 5, pool: int = 400):
+def fig_ablation(args, models):
+    """Supplement Fig. 4: rows = face codes; per generator its natural face (i = 18), then one
+    output per reference at i = 0. Left the Gram-embedding generator, right the learned one."""
+    from models.checkpoint import load_generator
+
+    from .ablation import gram_embedder, pick_references, stylised_outputs
+    if not args.gram_blendgan:
+        raise SystemExit("ablation needs --gram-blendgan (a BlendGAN trained with "
+                         "style_embedding: gram); the retrieval panel is ablation_retrieval")
+    g, enc = models["generator"], models["style_encoder"]
+    g_gram = load_generator(args.gram_blendgan).to(_device(models))
+    refs, _ = pick_references(args.style_lmdb, g.resolution, args.styles, args.seed + 11, args.truth)
+    z = face_codes(args.faces, g.style_dim, args.seed)
+    if enc is None:
+        raise SystemExit("--blendgan embeds no style encoder: pass --style-encoder")
+    (nat_a, out_a), (nat_b, out_b) = [stylised_outputs(gen, embed, z, refs, args.truncation)
+                                      for gen, embed in ((g_gram, gram_embedder(g_gram)), (g, enc))]
+    gap = [None]  # an empty column between the two panels
+    rows = [[None] + list(refs) + gap + [None] + list(refs)]
+    for f in range(args.faces):
+        rows.append([nat_a[f]] + list(out_a[f]) + gap + [nat_b[f]] + list(out_b[f]))
+    n = len(refs)
+    labels = (["Gram i=18"] + [f"i=0 r{k + 1}" for k in range(n)] + [""]
+              + ["E_style i=18"] + [f"i=0 r{k + 1}" for k in range(n)])
+    return grid(rows, args.cell, col_labels=labels)
+
+
+@torch.no_grad()
+def fig_ablation_retrieval(args, models, k: int = 5, pool: int = 400):
     """Nearest AAHQ images of each query by cosine similarity, learned code vs Gram vector."""
     enc = models["style_encoder"]
     res = int(enc.init_kwargs.get("pool_size") or 256)
@@ -114,12 +144,18 @@ def fig_ablation(args, models, k: int = 5, pool: int = 400):
 
 
 def finetune_reference(args, g):
-    """The fine-tuning reference: --reference, else the one recorded in the fine-tune checkpoint."""
+    """The fine-tuning reference: --reference, else the pixels stored in the fine-tune checkpoint
+    (the ones finetune_probe.json measured), else the file or LMDB index its config names."""
     from models.checkpoint import load_checkpoint
     from models.train.data import load_image
+
+    from .finetune_probe import tuned_reference
     if args.reference:
         return load_image(args.reference, g.resolution)[None]
-    cfg = load_checkpoint(args.finetune, build=False).get("config") or {}
+    ck = load_checkpoint(args.finetune, build=False)
+    if "reference_image" in ck["extra"]:
+        return tuned_reference(args.finetune, g.resolution)
+    cfg = ck.get("config") or {}
     if cfg.get("reference"):
         return load_image(cfg["reference"], g.resolution)[None]
     index = int(cfg.get("reference_index", 0))
@@ -177,7 +213,8 @@ def make(args, models):
         return fig_transfer(args, models, name == "reference_transfer")
     if name in ("latent_grid", "reference_grid"):
         return fig_grid(args, models, name == "reference_grid")
-    return {"ablation": fig_ablation, "oneshot": fig_oneshot, "indicator_sweep": fig_sweep,
+    return {"ablation": fig_ablation, "ablation_retrieval": fig_ablation_retrieval,
+            "oneshot": fig_oneshot, "indicator_sweep": fig_sweep,
             "interpolation": fig_interpolation}[name](args, models)
 
 
@@ -188,6 +225,8 @@ def main(argv=None):
     p.add_argument("--style-encoder", default=None)
     p.add_argument("--psp", default=None)
     p.add_argument("--finetune", default=None)
+    p.add_argument("--gram-blendgan", default=None, help="Gram-embedding BlendGAN (ablation, Fig. 4)")
+    p.add_argument("--truth", default=None, help="demo truth: Fig. 4 references of distinct identities")
     p.add_argument("--reference", default=None, help="fine-tuning reference image (oneshot)")
     p.add_argument("--style-lmdb", required=True)
     p.add_argument("--face-lmdb", default=None)
@@ -218,6 +257,10 @@ def main(argv=None):
         p.error("'all' needs --out-dir")
     for name in FIGURES:
         if name in a.skip:
+            continue
+        if name == "ablation" and not a.gram_blendgan:
+            print("ablation (Fig. 4) left out: no --gram-blendgan (a BlendGAN trained with "
+                  "style_embedding: gram)", file=sys.stderr)
             continue
         a.figure, a.out = name, str(Path(a.out_dir) / f"{name}.png")
         a.gif = str(Path(a.out_dir) / "interpolation.gif")

@@ -1,6 +1,6 @@
 """Identity features and content preservation (SPEC 5).
 
-    python -m workflow.evaluate.identity --samples S.npz --out content.json
+    python -m workflow.evaluate.identity --samples samples/ --out content.json
 
 Content preservation: identity similarity between each natural face G(z_f, i = 18) and its
 stylisations (latent- and reference-guided, same z_f), against a mismatched-pair baseline.
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import machine, not_computed, write_json
+from .common import machine, not_computed, return_freed_memory, write_json
+from .sample_sets import open_sets
 
 WORK_SIZE = 256
 ALIGNED_BOX = (0.22, 0.28, 0.78, 0.86)  # face box of an FFHQ-aligned crop, in units of its side
@@ -97,18 +98,20 @@ def preservation(natural: np.ndarray, stylised: np.ndarray, seed: int = 0) -> di
 
 
 def evaluate(samples, seed=0, arcface=None) -> dict:
-    data = np.load(samples)
-    inputs = {"samples": str(samples), "arcface": str(arcface) if arcface else None}
+    data = open_sets(samples)
+    inputs = {"samples": str(data.path), "arcface": str(arcface) if arcface else None}
     settings = {"backend": ArcFaceIdentity.name if arcface else DlibIdentity.name,
-                "indicator": int(data["indicator"]), "seed": seed,
+                "indicator": int(data.scalars["indicator"]), "seed": seed,
                 "baseline": "natural face vs another face's stylisation"}
     try:
         ident = identity_backend(arcface)
     except (ImportError, RuntimeError) as err:
         return not_computed("content_preservation", f"identity network unavailable: {err}",
                             inputs=inputs, settings=settings)
-    nat = ident(data["natural"])
-    results = {k: preservation(nat, ident(data[k]), seed) for k in ("latent", "reference") if k in data}
+    def describe(rows):  # descriptors are small (128 or 512 floats); the images are read in batches
+        return np.concatenate([ident(images) for images in rows.batches()] or [ident(rows[:0])])
+    nat = describe(data["natural"])
+    results = {k: preservation(nat, describe(data[k]), seed) for k in ("latent", "reference") if k in data}
     settings["detector_fallbacks"] = ident.fallbacks
     return {"metric": "content_preservation", "computed": True, "results": results,
             "inputs": inputs, "settings": settings, "machine": machine()}
@@ -121,6 +124,7 @@ def main(argv=None):
     p.add_argument("--arcface", default=None, help="ArcFace IR-SE50 file (default: dlib backend)")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
+    return_freed_memory()  # batch buffers go back to the system (common.py)
     arcface = None if a.arcface in (None, "none", "null", "") else a.arcface
     rec = evaluate(a.samples, a.seed, arcface)
     write_json(a.out, rec)

@@ -4,7 +4,7 @@ styles.
 
     python -m workflow.evaluate.lpips convert --alexnet alexnet-owt-7be5be79.pth \
         --linear lpips/weights/v0.1/alex.pth --out lpips_alex.pt
-    python -m workflow.evaluate.lpips diversity --samples S.npz --weights lpips_alex.pt --out J
+    python -m workflow.evaluate.lpips diversity --samples samples/ --weights lpips_alex.pt --out J
 
 Weights: our state dict (``features.{0,3,6,8,10}.*`` of torchvision's AlexNet and
 ``lin{0..4}.model.1.weight`` of the lpips package), the lpips package's full ``LPIPS`` state
@@ -25,7 +25,8 @@ import torch
 
 from models.lpips import LPIPS, load_lpips  # noqa: F401  (re-exported for the CLI and tests)
 
-from .common import from_uint8, machine, not_computed, write_json
+from .common import from_uint8, machine, not_computed, return_freed_memory, write_json
+from .sample_sets import open_sets
 
 def convert(alexnet, linear, out):
     """torchvision AlexNet state dict + lpips package linear layers -> one file."""
@@ -50,18 +51,19 @@ def mean_pairwise(net: LPIPS, images: torch.Tensor) -> float:
 
 
 def diversity(samples, weights, backbone=None) -> dict:
-    data = np.load(samples)
-    inputs = {"samples": str(samples), "weights": str(weights) if weights else None,
+    data = open_sets(samples)
+    inputs = {"samples": str(data.path), "weights": str(weights) if weights else None,
               "backbone": str(backbone) if backbone else None}
     if "diversity" not in data:
         return not_computed("diversity_lpips", "samples file has no diversity set", inputs=inputs)
     faces, styles = data["diversity"].shape[:2]
     settings = {"faces": int(faces), "styles_per_face": int(styles),
-                "indicator": int(data["indicator"]), "backbone": "alexnet (LPIPS v0.1)"}
+                "indicator": int(data.scalars["indicator"]), "backbone": "alexnet (LPIPS v0.1)"}
     if not weights or not Path(weights).is_file():
         return not_computed("diversity_lpips", f"no LPIPS weights file ({weights or 'not configured'}):"
                             " set evaluate.lpips_weights", inputs=inputs, settings=settings)
     net = load_lpips(weights, backbone=backbone)
+    # one face (S images) read at a time
     per_face = [mean_pairwise(net, from_uint8(data["diversity"][f])) for f in range(faces)]
     return {"metric": "diversity_lpips", "computed": True, "mean": float(np.mean(per_face)),
             "std": float(np.std(per_face)), "per_face": per_face, "inputs": inputs,
@@ -81,6 +83,7 @@ def main(argv=None):
     d.add_argument("--backbone", default=None, help="torchvision AlexNet file when --weights has linear layers only")
     d.add_argument("--out", required=True)
     a = p.parse_args(argv)
+    return_freed_memory()  # batch buffers go back to the system (common.py)
     if a.cmd == "convert":
         convert(a.alexnet, a.linear, a.out)
         return 0

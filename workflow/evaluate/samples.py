@@ -1,7 +1,7 @@
 """Evaluation sample sets, drawn once from the checkpoints and shared by every metric.
 
     python -m workflow.evaluate.samples --blendgan G.pt [--style-encoder E.pt] --style-lmdb A \
-        --n 32 --diversity-faces 4 --diversity-styles 6 --out samples.npz
+        --n 32 --diversity-faces 4 --diversity-styles 6 --out samples/
 
 One set of face codes z_f is used for all three sets, so natural image k and its stylisations k
 show the same face (content preservation compares them):
@@ -11,6 +11,8 @@ show the same face (content preservation compares them):
 - diversity: F faces x S latent styles at i.
 Images are stored as 8-bit arrays (N, H, W, 3), like image files, at most --max-size pixels
 (default 256: FID is then computed at 256 on both sides, since reals are read at the stored size).
+The output is a folder of .npy files (workflow.evaluate.sample_sets), written 32 images at a time:
+memory does not grow with --n, and a killed run continues from its last chunk when rerun.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .common import face_codes, lmdb_images, load_models, pick_device, to_uint8
+from .common import (face_codes, lmdb_batches, lmdb_indices, load_models, pick_device,
+                     return_freed_memory, to_uint8)
+from .sample_sets import SampleWriter
 
 
 MAX_SIZE = 256  # stored side; larger outputs are area-downsampled (50k images at 1024 would be 157 GB)
@@ -46,31 +50,58 @@ def _gen(g, z_face, z_style, indicator, truncation, batch=16, max_size=MAX_SIZE)
 
 
 @torch.no_grad()
-def draw(models: dict, style_lmdb, n=32, diversity_faces=4, diversity_styles=6, indicator=6,
-         truncation=1.0, seed=0, device="cpu", max_size=MAX_SIZE) -> dict:
+def draw(models: dict, style_lmdb, out, n=32, diversity_faces=4, diversity_styles=6, indicator=6,
+         truncation=1.0, seed=0, device="cpu", max_size=MAX_SIZE, provenance=None) -> dict:
+    """Generate every set into the folder ``out``, chunk by chunk; {set: shape}."""
     g, enc = models["generator"], models["style_encoder"]
     dim, res = g.style_dim, g.resolution
+    side = min(res, max_size) if max_size else res
+    image = (side, side, 3)
+    settings = {"n": n, "diversity_faces": diversity_faces, "diversity_styles": diversity_styles,
+                "indicator": indicator, "truncation": truncation, "seed": seed, "max_size": max_size,
+                "device": str(device), **(provenance or {})}
+    writer = SampleWriter(out, settings)
+    if writer.resumed_rows():
+        print("resuming", writer.resumed_rows())
+    writer.set_scalars(indicator=indicator, truncation=truncation, seed=seed)
     z_face = face_codes(n, dim, seed).to(device)
     z_style = face_codes(n, dim, seed + 1).to(device)
-    out = {"indicator": np.int64(indicator), "truncation": np.float64(truncation), "seed": np.int64(seed)}
-    out["natural"] = _gen(g, z_face, None, 18, truncation, max_size=max_size)
-    out["latent"] = _gen(g, z_face, z_style, indicator, truncation, max_size=max_size)
+    writer.fill({"natural": (n, *image)},
+                lambda a, b: {"natural": _gen(g, z_face[a:b], None, 18, truncation, max_size=max_size)})
+    writer.fill({"latent": (n, *image)}, lambda a, b: {"latent": _gen(
+        g, z_face[a:b], z_style[a:b], indicator, truncation, max_size=max_size)})
     if enc is not None:
-        refs, names, idx = lmdb_images(style_lmdb, res, n, seed)
-        reps = (n + len(refs) - 1) // max(1, len(refs))
-        refs = refs.repeat(reps, 1, 1, 1)[:n]
-        idx = (idx * reps)[:n]
-        codes = torch.cat([enc(refs[i:i + 32].to(device)) for i in range(0, n, 32)])
-        out["reference"] = _gen(g, z_face, codes, indicator, truncation, max_size=max_size)
-        out["references"] = to_uint8(shrink(refs, max_size))
-        out["reference_index"] = np.asarray(idx)
+        # n references: a seeded subset of the style set, repeated when it has fewer than n images
+        pool = lmdb_indices(style_lmdb, n, seed)
+        picks = [pool[k % len(pool)] for k in range(n)]
+
+        def reference_chunk(a, b):
+            refs = next(lmdb_batches(style_lmdb, res, picks[a:b], batch=b - a)).to(device)
+            out = _gen(g, z_face[a:b], enc(refs), indicator, truncation, max_size=max_size)
+            return {"reference": out, "references": to_uint8(shrink(refs, max_size))}
+        writer.fill({"reference": (n, *image), "references": (n, *image)}, reference_chunk)
+        writer.put("reference_index", np.asarray(picks, dtype=np.int64))
     zf = face_codes(diversity_faces, dim, seed + 2).to(device)
     zs = face_codes(diversity_styles, dim, seed + 3).to(device)
-    div = [_gen(g, zf[f:f + 1].expand(diversity_styles, -1), zs, indicator, truncation,
-                max_size=max_size) for f in range(diversity_faces)]
-    out["diversity"] = np.stack(div)
-    out["diversity_natural"] = _gen(g, zf, None, 18, truncation, max_size=max_size)
-    return out
+    writer.fill({"diversity": (diversity_faces, diversity_styles, *image)},
+                lambda f, _: {"diversity": _gen(g, zf[f:f + 1].expand(diversity_styles, -1), zs,
+                                                indicator, truncation, max_size=max_size)[None]},
+                chunk=1)
+    writer.fill({"diversity_natural": (diversity_faces, *image)}, lambda a, b: {
+        "diversity_natural": _gen(g, zf[a:b], None, 18, truncation, max_size=max_size)})
+    shapes = {k: tuple(v["shape"]) for k, v in writer.manifest["sets"].items()}
+    writer.finish()
+    return shapes
+
+
+def fingerprint(path) -> list | None:
+    """Identifies an input for the resume check: path, size and modification time."""
+    if not path:
+        return None
+    p = Path(path)
+    p = p / "data.mdb" if p.is_dir() else p
+    st = p.stat()
+    return [str(path), st.st_size, st.st_mtime_ns]
 
 
 def main(argv=None):
@@ -88,20 +119,18 @@ def main(argv=None):
                    help="store images at most this large (area downsampling); metrics read reals at the same size")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output folder (written as OUT.partial, then renamed)")
     a = p.parse_args(argv)
+    return_freed_memory()  # batch buffers go back to the system (common.py)
     if a.threads:
         torch.set_num_threads(a.threads)
     device = pick_device(a.device)
     models = load_models(a.blendgan, a.style_encoder, device=device)
-    data = draw(models, a.style_lmdb, a.n, a.diversity_faces, a.diversity_styles, a.indicator,
-                a.truncation, a.seed, device, a.max_size)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **data)
-    tmp.replace(out)
-    print({k: v.shape for k, v in data.items()})
+    provenance = {"blendgan": fingerprint(a.blendgan), "style_encoder": fingerprint(a.style_encoder),
+                  "style_lmdb": fingerprint(a.style_lmdb)}
+    shapes = draw(models, a.style_lmdb, a.out, a.n, a.diversity_faces, a.diversity_styles,
+                  a.indicator, a.truncation, a.seed, device, a.max_size, provenance)
+    print(shapes)
     return 0
 
 

@@ -52,6 +52,18 @@ def rows_of(rec: dict) -> list[tuple]:
                 if q in r:
                     out.append((m, name, q.replace("_knn", " 5-NN accuracy"), r[q],
                                 f"chance {res['chance'][q]:.3f}; n = {res['chance']['n']}"))
+    elif m == "ablation_leakage":
+        for emb, r in rec["results"].items():
+            name = "Gram-embedding G" if emb == "gram" else "E_style G (learned)"
+            note = f"i = 0, {r['n_outputs']} outputs, {rec['settings']['backend']}"
+            out += [(m, name, "reference gap (content leakage)", r["reference_gap"], note),
+                    (m, name, "reference retrieval", r["reference_retrieval"],
+                     f"chance {r['chance_reference_retrieval']:.3f}; higher = more leakage"),
+                    (m, name, "natural gap (own face kept)", r["natural_gap"], note),
+                    (m, name, "natural retrieval", r["natural_retrieval"],
+                     f"chance {r['chance_natural_retrieval']:.3f}"),
+                    (m, name, "reference sensitivity", r["reference_sensitivity"],
+                     "pixel std across references; ~0: the reference is ignored")]
     return out
 
 
