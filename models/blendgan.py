@@ -27,6 +27,7 @@ from .stylegan2 import Generator, mapping_network
 
 PAPER_N_LATENT = 18
 STYLE_EMBEDDINGS = ("encoder", "gram")
+LATENT_STYLES = ("normal", "fitted")
 
 
 def indicator_to_layer(indicator, n_latent: int):
@@ -55,9 +56,13 @@ class BlendGenerator(Generator):
         style_encoder: dict | None = None,  # kwargs of the embedded ``embedder`` (see below)
         style_embedding: str = "encoder",   # encoder: z_s = E_style(image); gram: the Gram vector
         style_input_dim: int | None = None, # width of z_s (None: style_dim; gram: the Gram dim)
+        latent_style: str = "normal",       # latent-guided z_s: N(0, I), or fitted: N(mean, cov)
+                                            # of the embedded encoder's training codes
     ):
         super().__init__(size, style_dim, n_mlp, channel_multiplier, blur_kernel, lr_mlp,
                          channel_base, channel_max)
+        if latent_style not in LATENT_STYLES:
+            raise ValueError(f"latent_style must be one of {LATENT_STYLES}")
         if style_embedding not in STYLE_EMBEDDINGS:
             raise ValueError(f"style_embedding must be one of {STYLE_EMBEDDINGS}")
         embedder = None
@@ -71,10 +76,11 @@ class BlendGenerator(Generator):
             from .style_encoder import StyleEncoder
             embedder = StyleEncoder(**style_encoder)
         self.style_embedding = style_embedding
+        self.latent_style = latent_style
         self.style_input_dim = int(style_input_dim or style_dim)
         self.init_kwargs.update(style_encoder=dict(style_encoder) if style_encoder else None,
                                 style_embedding=style_embedding,
-                                style_input_dim=self.style_input_dim)
+                                style_input_dim=self.style_input_dim, latent_style=latent_style)
         self.embedding = mapping_network(style_dim, n_mlp, lr_mlp)
         if self.style_input_dim != style_dim:
             # Same keys (embedding.1..n), only the first layer is wider: 610,304 x 512 at paper
@@ -139,6 +145,16 @@ class BlendGenerator(Generator):
         if self.embedder is None:
             raise RuntimeError("this generator has no embedded style encoder; pass z_style")
         return self.embedder(style_image)
+
+    @torch.no_grad()
+    def latent_style_codes(self, eps: torch.Tensor) -> torch.Tensor:
+        """Latent-guided z_s from standard normal draws, as this generator was trained on them:
+        eps itself, or (latent_style: fitted) mapped to the embedded encoder's code Gaussian."""
+        if self.latent_style == "normal":
+            return eps
+        if self.embedder is None:
+            raise RuntimeError("latent_style fitted needs the embedded style encoder's statistics")
+        return self.embedder.from_normal(eps)
 
     def check_style_code(self, z_style):
         if z_style.shape[-1] != self.style_input_dim:

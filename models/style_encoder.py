@@ -124,8 +124,11 @@ class StyleEncoder(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None):
         """n style codes from N(style_mean, style_cov) (N(0, I) until stats are set)."""
-        d = self.style_dim
-        jitter = 1e-5 * torch.eye(d, device=self.style_cov.device)
-        chol = torch.linalg.cholesky(self.style_cov.double() + jitter.double()).float()
-        eps = torch.randn(n, d, generator=generator).to(self.style_mean.device)
-        return self.style_mean + eps @ chol.T
+        return self.from_normal(torch.randn(n, self.style_dim, generator=generator))
+
+    @torch.no_grad()
+    def from_normal(self, eps: torch.Tensor) -> torch.Tensor:
+        """Map standard normal draws (N, style_dim) to N(style_mean, style_cov): mean + L eps."""
+        jitter = 1e-5 * torch.eye(self.style_dim, device=self.style_cov.device, dtype=torch.float64)
+        chol = torch.linalg.cholesky(self.style_cov.double() + jitter).float()
+        return self.style_mean + eps.to(self.style_mean.device) @ chol.T

@@ -160,6 +160,26 @@ def test_blend_forward_inputs():
         g(z, w_face=wplus)
 
 
+def test_latent_style_codes_follow_the_recorded_sampling():
+    """normal: the draws themselves; fitted: mean + L eps with the embedded encoder's statistics,
+    recorded in init_kwargs so a loaded generator samples as it was trained."""
+    eps = torch.randn(4096, D, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(small_blend(style_encoder=ENC).latent_style_codes(eps), eps)
+    g = small_blend(style_encoder=ENC, latent_style="fitted")
+    assert g.init_kwargs["latent_style"] == "fitted"
+    a = torch.randn(D, D, generator=torch.Generator().manual_seed(1)) / D ** 0.5
+    cov, mean = a @ a.T + 0.1 * torch.eye(D), torch.linspace(-1, 1, D)
+    g.embedder.style_mean.copy_(mean)
+    g.embedder.style_cov.copy_(cov)
+    codes = g.latent_style_codes(eps)
+    assert (codes.mean(0) - mean).abs().max() < 0.08
+    torch.testing.assert_close(torch.cov(codes.T), cov, rtol=0, atol=0.08)
+    with pytest.raises(ValueError, match="latent_style"):
+        small_blend(latent_style="uniform")
+    with pytest.raises(RuntimeError, match="statistics"):
+        small_blend(latent_style="fitted").latent_style_codes(eps)
+
+
 def test_truncation_applies_to_face_code_only():
     g = small_blend()
     with torch.no_grad():

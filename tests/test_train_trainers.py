@@ -46,7 +46,8 @@ def encoder_ckpt(data):
 @pytest.fixture(scope="module")
 def blendgan_ckpt(data, encoder_ckpt):
     cfg = write_yaml(data["root"] / "bg.yaml",
-                     blendgan_cfg(loop=loop(total_images=8, eval_every=4, sample_every=8)))
+                     blendgan_cfg(latent_style="fitted",
+                                  loop=loop(total_images=8, eval_every=4, sample_every=8)))
     return bg.main(["--config", str(cfg), "--face", str(data["face"]), "--style",
                     str(data["style"]), "--style-encoder", str(encoder_ckpt),
                     "--out", str(data["root"] / "bg")])
@@ -169,6 +170,10 @@ def test_blendgan_checkpoint_loads(blendgan_ckpt, data):
     out = g.generate(z, zs, indicator=6)
     assert out.shape == (2, 3, 16, 16) and out.abs().max() <= 1
     assert load_style_encoder(blendgan_ckpt)(torch.zeros(1, 3, 16, 16)).shape == (1, 16)
+    # latent-guided draws as in training: N(mean, cov) of the encoder's codes, recorded
+    eps = torch.randn(3, 16)
+    assert g.latent_style == "fitted"
+    torch.testing.assert_close(g.latent_style_codes(eps), load_style_encoder(blendgan_ckpt).from_normal(eps))
     stats = read_stats(data["root"] / "bg" / "stats.jsonl")
     assert any("eval/fd_estyle_reference" in r for r in stats)
     assert any("G_main/face" in r for r in stats)
@@ -230,6 +235,7 @@ def test_finetune_from_one_reference(data, blendgan_ckpt, tmp_path):
                      "--reference-index", "3", "--out", str(tmp_path / "ft")])
     g = load_generator(final)
     assert g.generate(torch.randn(1, 16), torch.randn(1, 16), indicator=6).shape == (1, 3, 16, 16)
+    assert g.latent_style == "fitted"  # sampled as the base model was trained
     stats = read_stats(tmp_path / "ft" / "stats.jsonl")
     assert sum("eval/ref_style_cosine" in r for r in stats) >= 2
     # Losses fall on a fixed batch for the fine-tuning trainer too.

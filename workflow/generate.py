@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from workflow.evaluate.common import (face_codes, grid, load_models, load_photo, pick_device,
-                                      save_png, to_pil)
+from workflow.evaluate.common import (face_codes, grid, latent_style_codes, load_models, load_photo,
+                                      pick_device, save_png, to_pil)
 
 
 # ------------------------------------------------------------------------------ building blocks
@@ -78,8 +78,8 @@ def invert(models: dict, photo: Image.Image) -> torch.Tensor:
     return psp(x.to(next(psp.parameters()).device))
 
 
-def latent_styles(n: int, dim: int, seed: int, device) -> torch.Tensor:
-    return face_codes(n, dim, seed + 1000).to(device)
+def latent_styles(g, n: int, seed: int, device) -> torch.Tensor:
+    return latent_style_codes(g, n, seed + 1000).to(device)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -95,7 +95,7 @@ def _styles(args, models, device):
     if args.style:
         refs = read_styles(args.style, g.resolution)
         return style_codes(models, refs), list(refs)
-    return latent_styles(args.styles, g.style_dim, args.seed, device), None
+    return latent_styles(g, args.styles, args.seed, device), None
 
 
 def _faces(args, models, device):

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy import linalg
 
-from ..blendgan import PAPER_N_LATENT, BlendGenerator
+from ..blendgan import LATENT_STYLES, PAPER_N_LATENT, BlendGenerator
 from ..checkpoint import load_stylegan2, load_style_encoder
 from ..discriminators import make_discriminators
 from ..stylegan2 import Discriminator
@@ -61,6 +61,9 @@ class BlendGANConfig:
     g_reg_every: int = 4
     mixing: float = 0.9                   # style-mixing probability on z_f
     reference_fraction: float = 0.5       # stylised samples with z_s = E_style(reference)
+    latent_style: str = "fitted"          # latent-guided z_s: fitted = N(mean, cov) of E_style's
+                                          # training codes [decision: N(0, I) draws fall off
+                                          # the codes' subspace]; normal = N(0, I) (SPEC 4.2)
     style_embedding: str = "encoder"      # encoder: z_s = E_style(ref); gram: the raw Gram vector
                                           # (supplement D ablation; needs reference_fraction 1)
     indicator_max: int = 17               # i uniform in {0..indicator_max} for stylised rows
@@ -95,6 +98,8 @@ class BlendGANTrainer(Trainer):
         dev = self.device
         self.encoder = load_style_encoder(style_encoder, map_location=dev).requires_grad_(False)
         self.gram = cfg.style_embedding == "gram"
+        if cfg.latent_style not in LATENT_STYLES:
+            raise ValueError(f"latent_style must be one of {LATENT_STYLES}, got {cfg.latent_style!r}")
         if cfg.style_embedding not in ("encoder", "gram"):
             raise ValueError(f"style_embedding must be encoder or gram, got {cfg.style_embedding!r}")
         if self.gram and cfg.reference_fraction != 1:
@@ -169,6 +174,11 @@ class BlendGANTrainer(Trainer):
             raise KeyError(f"widening the style input: missing {missing}, unexpected {unexpected}")
         return wide
 
+    def latent_codes(self, eps):
+        """Latent-guided z_s from standard normal draws: eps itself (latent_style: normal), or
+        mapped to N(mean, cov) of E_style's training codes (fitted)."""
+        return eps if self.cfg.latent_style == "normal" else self.encoder.from_normal(eps)
+
     @torch.no_grad()
     def embed(self, images):
         """z_s of reference images: E_style's code, or its Gram vector in the ablation."""
@@ -210,7 +220,7 @@ class BlendGANTrainer(Trainer):
         z_face = self.pair_local(torch.randn(4, 2 * B, D, generator=gen), 1).to(dev)
         mix = bool(torch.rand((), generator=gen) < cfg.mixing)
         inject = int(torch.randint(1, self.g.n_latent, (), generator=gen))
-        z_latent = dist.local(torch.randn(B, D, generator=gen)).to(dev)
+        z_latent = self.latent_codes(dist.local(torch.randn(B, D, generator=gen)).to(dev))
         use_ref = dist.local(torch.rand(B, generator=gen) < cfg.reference_fraction).to(dev)
         indicator = dist.local(torch.randint(0, cfg.indicator_max + 1, (B,), generator=gen)).to(dev)
         z_real = self.embed(style)
@@ -340,7 +350,8 @@ class BlendGANTrainer(Trainer):
             zs = self.embed(r[None]).expand(n, -1)
             rows.append(g.generate(z, zs, indicator=6))
         for _ in range(2):
-            zs = torch.randn(1, cfg.style_dim, generator=gen).to(self.device).expand(n, -1)
+            zs = self.latent_codes(torch.randn(1, cfg.style_dim, generator=gen).to(self.device))
+            zs = zs.expand(n, -1)
             if not self.gram:  # no latent-guided rows in the Gram ablation
                 rows.append(g.generate(z, zs, indicator=6))
         return torch.cat(rows), n
@@ -371,7 +382,7 @@ class BlendGANTrainer(Trainer):
         face_f, style_f = self._real_feats
         gen = torch.Generator().manual_seed(cfg.loop.seed + 999)
         z = torch.randn(n, cfg.style_dim, generator=gen).to(dev)
-        zl = torch.randn(n, cfg.style_dim, generator=gen).to(dev)
+        zl = self.latent_codes(torch.randn(n, cfg.style_dim, generator=gen).to(dev))
         ind = torch.randint(0, cfg.indicator_max + 1, (n,), generator=gen).to(dev)
         perm = torch.randperm(len(self.style_set), generator=gen)[:n].tolist()
         ss = self.style_set
@@ -402,6 +413,7 @@ class BlendGANTrainer(Trainer):
         kw["style_encoder"] = (dict(embedder.init_kwargs) if self.gram
                                else dict(embedder.init_kwargs, projection_head=False))
         kw["style_embedding"] = self.cfg.style_embedding
+        kw["latent_style"] = "normal" if self.gram else self.cfg.latent_style
         full = BlendGenerator(**kw).to(self.device)
         sd = dict(self.g_ema.state_dict())
         sd.update({f"embedder.{k}": v for k, v in embedder.state_dict().items()

@@ -53,7 +53,9 @@ class FinetuneTrainer(BlendGANTrainer):
         ck = load_checkpoint(checkpoint, build=False)
         kw = ck["models"]["g"]["kwargs"]
         import dataclasses
-        cfg = dataclasses.replace(cfg, resolution=kw["size"], style_dim=kw["style_dim"])
+        cfg = dataclasses.replace(  # latent sampling as the base model was trained
+            cfg, resolution=kw["size"], style_dim=kw["style_dim"],
+            latent_style=ck["models"]["g_ema"]["kwargs"].get("latent_style", "normal"))
         super().__init__(cfg, dist, out, face, None, checkpoint)
         self.g_start = copy.deepcopy(self.g_ema).requires_grad_(False)  # for eval/natural_drift
 

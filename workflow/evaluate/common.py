@@ -177,3 +177,8 @@ def load_models(blendgan, style_encoder=None, psp=None, device="cpu") -> dict:
 
 def face_codes(n: int, dim: int, seed: int) -> torch.Tensor:
     return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
+
+
+def latent_style_codes(g, n: int, seed: int) -> torch.Tensor:
+    """n latent-guided z_s, drawn as g was trained on them (N(0, I) or its encoder's Gaussian)."""
+    return g.latent_style_codes(face_codes(n, g.style_dim, seed))

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from workflow.generate import interpolation_frames, stylise, write_animation
 
-from .common import face_codes, grid, lmdb_images, load_models, pick_device, save_png
+from .common import face_codes, latent_style_codes, grid, lmdb_images, load_models, pick_device, save_png
 
 FIGURES = ("latent_transfer", "reference_transfer", "ablation", "ablation_retrieval", "oneshot",
            "latent_grid", "reference_grid", "indicator_sweep", "interpolation")
@@ -65,7 +65,7 @@ def fig_transfer(args, models, reference: bool):
         refs = _refs(args, g, args.styles)
         codes = enc(refs)
     else:
-        codes = face_codes(args.styles, g.style_dim, args.seed + 1000).to(_device(models))
+        codes = latent_style_codes(g, args.styles, args.seed + 1000).to(_device(models))
     rows = [[None, None] + list(refs)] if reference else []
     for f in range(len(faces)):
         out = stylise(g, codes, args.indicator, w_face=w[f:f + 1].expand(len(codes), -1, -1))
@@ -84,7 +84,7 @@ def fig_grid(args, models, reference: bool):
         codes = enc(refs)
         rows = [[None] + list(refs)]
     else:
-        codes = face_codes(args.styles, g.style_dim, args.seed + 1000).to(_device(models))
+        codes = latent_style_codes(g, args.styles, args.seed + 1000).to(_device(models))
         rows = []
     for f in range(len(z)):
         out = stylise(g, codes, args.indicator, args.truncation, z[f:f + 1].expand(len(codes), -1))
@@ -186,7 +186,7 @@ def fig_oneshot(args, models):
 def fig_sweep(args, models):
     g = models["generator"]
     z = face_codes(args.faces, g.style_dim, args.seed).to(_device(models))
-    codes = face_codes(args.faces, g.style_dim, args.seed + 1000).to(_device(models))
+    codes = latent_style_codes(g, args.faces, args.seed + 1000).to(_device(models))
     rows = []
     for f in range(args.faces):
         out = stylise(g, codes[f:f + 1].expand(19, -1), torch.arange(19, device=_device(models)), args.truncation,
@@ -199,7 +199,7 @@ def fig_sweep(args, models):
 def fig_interpolation(args, models):
     g = models["generator"]
     z = face_codes(1, g.style_dim, args.seed).to(_device(models))
-    codes = face_codes(max(2, args.styles), g.style_dim, args.seed + 1000).to(_device(models))
+    codes = latent_style_codes(g, max(2, args.styles), args.seed + 1000).to(_device(models))
     frames = interpolation_frames(g, z, codes, 7, args.truncation, args.frames)
     gif = Path(args.out).with_suffix(".gif") if args.gif is None else Path(args.gif)
     write_animation(frames, gif, fps=12, size=max(128, g.resolution))

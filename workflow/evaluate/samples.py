@@ -6,7 +6,7 @@
 One set of face codes z_f is used for all three sets, so natural image k and its stylisations k
 show the same face (content preservation compares them):
 - natural:   G(z_f, i = 18)
-- latent:    G(z_f, z_s ~ N(0, I), i)                (latent-guided)
+- latent:    G(z_f, z_s ~ N(0, I), i)                (latent-guided; drawn as G was trained)
 - reference: G(z_f, E_style(AAHQ image r_k), i)      (reference-guided; references stored)
 - diversity: F faces x S latent styles at i.
 Images are stored as 8-bit arrays (N, H, W, 3), like image files, at most --max-size pixels
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .common import (face_codes, lmdb_batches, lmdb_indices, load_models, pick_device,
+from .common import (face_codes, latent_style_codes, lmdb_batches, lmdb_indices, load_models, pick_device,
                      return_freed_memory, to_uint8)
 from .sample_sets import SampleWriter
 
@@ -65,7 +65,7 @@ def draw(models: dict, style_lmdb, out, n=32, diversity_faces=4, diversity_style
         print("resuming", writer.resumed_rows())
     writer.set_scalars(indicator=indicator, truncation=truncation, seed=seed)
     z_face = face_codes(n, dim, seed).to(device)
-    z_style = face_codes(n, dim, seed + 1).to(device)
+    z_style = latent_style_codes(g, n, seed + 1).to(device)
     writer.fill({"natural": (n, *image)},
                 lambda a, b: {"natural": _gen(g, z_face[a:b], None, 18, truncation, max_size=max_size)})
     writer.fill({"latent": (n, *image)}, lambda a, b: {"latent": _gen(
@@ -82,7 +82,7 @@ def draw(models: dict, style_lmdb, out, n=32, diversity_faces=4, diversity_style
         writer.fill({"reference": (n, *image), "references": (n, *image)}, reference_chunk)
         writer.put("reference_index", np.asarray(picks, dtype=np.int64))
     zf = face_codes(diversity_faces, dim, seed + 2).to(device)
-    zs = face_codes(diversity_styles, dim, seed + 3).to(device)
+    zs = latent_style_codes(g, diversity_styles, seed + 3).to(device)
     writer.fill({"diversity": (diversity_faces, diversity_styles, *image)},
                 lambda f, _: {"diversity": _gen(g, zf[f:f + 1].expand(diversity_styles, -1), zs,
                                                 indicator, truncation, max_size=max_size)[None]},
