@@ -36,7 +36,8 @@ class FinetuneConfig(BlendGANConfig):
     reference_fraction: float = 1.0       # every stylised sample is reference-guided
     ema_half_life_images: float = 100.0   # short run: a short EMA
     eval_samples: int = 16                # outputs for eval/ref_style_cosine
-    reference: str | None = None          # reference image file (--reference overrides)
+    reference: str | None = None          # reference image file (--reference overrides); "auto"
+                                          # is the workflow's (it resolves it): no file here
     reference_index: int = 0              # else: this image of --reference-lmdb
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(
         batch=1, total_images=1000, log_every=100, sample_every=500, snapshot_every=500,
@@ -101,8 +102,13 @@ class FinetuneTrainer(BlendGANTrainer):
         return models, extra
 
 
+def config_reference(cfg: FinetuneConfig) -> str | None:
+    """The config's reference file; the workflow's ``auto`` names none (the rule resolves it)."""
+    return None if cfg.reference == "auto" else cfg.reference
+
+
 def reference_image(cfg: FinetuneConfig, args, resolution=None) -> torch.Tensor:
-    path = args.reference or cfg.reference
+    path = args.reference or config_reference(cfg)
     if path:
         return load_image(path)
     index = cfg.reference_index if args.reference_index is None else args.reference_index
@@ -122,7 +128,7 @@ def main(argv=None):
                        help="index in --reference-lmdb (default: the config's reference_index)")
 
     def build(cfg, dist, out, a):
-        if not (a.reference or cfg.reference or a.reference_lmdb):
+        if not (a.reference or config_reference(cfg) or a.reference_lmdb):
             raise SystemExit("give --reference IMAGE or --reference-lmdb LMDB")
         size = load_checkpoint(a.checkpoint, build=False)["models"]["g"]["kwargs"]["size"]
         return FinetuneTrainer(cfg, dist, out, a.checkpoint, a.face, reference_image(cfg, a, size))

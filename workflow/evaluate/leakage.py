@@ -25,9 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import lmdb_images, machine, to_uint8, write_json
+from .common import lmdb_batches, lmdb_images, lmdb_indices, machine, to_uint8, write_json
 
 K = 5
+# Above this many bytes of Gram vectors (float32) nothing is held whole: 5,000 paper-width
+# (610,304-d) vectors are 12 GB, so the PCA streams over image batches instead.
+GRAM_IN_MEMORY_BYTES = 2 * 1024 ** 3
 
 
 def reduce(x: torch.Tensor, dims: int = 64) -> np.ndarray:
@@ -38,6 +41,34 @@ def reduce(x: torch.Tensor, dims: int = 64) -> np.ndarray:
     else:  # paper-width Gram vectors (610,304-d): randomised PCA
         u, s, _ = torch.pca_lowrank(x, q=q, center=False)
     z = (u[:, :q] * s[:q]).numpy()
+    return (z - z.mean(0)) / (z.std(0) + 1e-8)
+
+
+def streamed_pca(batches, dims: int = 64, oversample: int = 20, seed: int = 0) -> np.ndarray:
+    """``reduce`` for rows that never sit in memory together: a two-pass randomised PCA.
+    ``batches()`` yields the same (B, D) row blocks in the same order on every call. Pass 1
+    sketches Y = X_c Omega (Omega Gaussian, D x l); pass 2 projects B = Q^T X_c with Q an
+    orthonormal basis of Y; the SVD of the small B gives the leading components. Memory: D x l
+    twice (610,304 x 84 floats = 205 MB each), never N x D."""
+    gen = torch.Generator().manual_seed(seed)
+    omega, total, sketch, n = None, None, [], 0
+    for x in batches():
+        x = x.double()
+        if omega is None:
+            omega = torch.randn(x.shape[1], dims + oversample, generator=gen, dtype=torch.float64)
+            total = torch.zeros(x.shape[1], dtype=torch.float64)
+        sketch.append(x @ omega)
+        total += x.sum(0)
+        n += x.shape[0]
+    mean = total / n
+    q_basis, _ = torch.linalg.qr(torch.cat(sketch) - mean @ omega)
+    proj, start = torch.zeros(q_basis.shape[1], len(mean), dtype=torch.float64), 0
+    for x in batches():
+        proj += q_basis[start:start + len(x)].T @ (x.double() - mean)
+        start += len(x)
+    u_small, sv, _ = torch.linalg.svd(proj, full_matrices=False)
+    q = min(dims, n - 1, len(mean))
+    z = ((q_basis @ u_small)[:, :q] * sv[:q]).numpy()
     return (z - z.mean(0)) / (z.std(0) + 1e-8)
 
 
@@ -104,21 +135,50 @@ def embeddings(encoder, images: torch.Tensor, batch: int = 32) -> dict:
     return {"learned": torch.cat(learned), "gram": torch.cat(gram)}
 
 
+@torch.no_grad()
+def streamed_embeddings(encoder, style_lmdb, resolution: int, indices: list[int], seed: int = 0,
+                        batch: int = 32) -> tuple[dict, dict]:
+    """(full embeddings, reduced embeddings) with the Gram vectors only ever in batches: the
+    learned codes are kept whole (N x 512), the Gram side only as its 64-d PCA."""
+    def grams():
+        for x in lmdb_batches(style_lmdb, resolution, indices, batch):
+            yield encoder.gram(x)
+    learned = torch.cat([encoder.mlp(g) for g in grams()])
+    gram_pca = streamed_pca(grams, seed=seed)
+    return ({"learned": learned, "gram": torch.from_numpy(gram_pca)},
+            {"learned": reduce(learned), "gram": gram_pca})
+
+
 def evaluate(style_encoder, style_lmdb, truth=None, n=400, resolution=None, seed=0,
-             identity=True, arcface=None) -> dict:
+             identity=True, arcface=None, stream: bool | None = None) -> dict:
+    """``stream``: None = stream when the Gram vectors would exceed GRAM_IN_MEMORY_BYTES."""
     from models.checkpoint import load_style_encoder
+    from models.train.data import LMDBImages
     enc = load_style_encoder(style_encoder).eval()
     resolution = resolution or int(enc.init_kwargs.get("pool_size") or 256)
-    images, names, _ = lmdb_images(style_lmdb, resolution, n, seed)
-    emb = embeddings(enc, images)
-    red = {k: reduce(v) for k, v in emb.items()}
-    res = {k: {"dim": int(v.shape[1])} for k, v in emb.items()}
-    settings = {"n": len(images), "resolution": resolution, "seed": seed, "pca_dims": 64,
-                "ridge_alphas": list(ALPHAS), "folds": 5, "k": K}
+    indices = lmdb_indices(style_lmdb, n, seed)
+    if stream is None:
+        stream = len(indices) * enc.gram.dim * 4 > GRAM_IN_MEMORY_BYTES
+    if stream:
+        names = [LMDBImages(style_lmdb, 8).all_names[i] for i in indices]
+        emb, red = streamed_embeddings(enc, style_lmdb, resolution, indices, seed)
+        dims = {"learned": int(emb["learned"].shape[1]), "gram": int(enc.gram.dim)}
+    else:
+        images, names, _ = lmdb_images(style_lmdb, resolution, indices=indices)
+        emb = embeddings(enc, images)
+        red = {k: reduce(v) for k, v in emb.items()}
+        dims = {k: int(v.shape[1]) for k, v in emb.items()}
+    res = {k: {"dim": d} for k, d in dims.items()}
+    settings = {"n": len(indices), "resolution": resolution, "seed": seed, "pca_dims": 64,
+                "ridge_alphas": list(ALPHAS), "folds": 5, "k": K, "streamed": bool(stream)}
+    if stream:
+        settings["gram_knn_space"] = "the Gram vectors' 64-d PCA (streamed: never held whole)"
     if identity:
         from .identity import identity_backend
         backend = identity_backend(arcface)
-        desc = backend(to_uint8(images))
+        desc = (np.concatenate([backend(to_uint8(x)) for x in
+                                lmdb_batches(style_lmdb, resolution, indices, 64)])
+                if stream else backend(to_uint8(images)))
         for k in red:
             res[k]["content_r2"], res[k]["ridge_alpha"] = best_ridge_r2(red[k], desc, seed)
         settings["content_target"] = f"{backend.name} identity descriptor ({desc.shape[1]}-d)"
