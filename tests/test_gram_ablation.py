@@ -14,8 +14,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from eval_helpers import tiny_checkpoints, tiny_gram_checkpoint  # noqa: E402
-from train_helpers import (blendgan_cfg, encoder_cfg, loop, make_lmdb, write_truth,  # noqa: E402
-                           write_yaml)
+from train_helpers import (blendgan_cfg, encoder_cfg, loop, make_lmdb, tiny_style_and_face,  # noqa: E402
+                           write_truth, write_yaml)
 
 from models.blendgan import BlendGenerator  # noqa: E402
 from models.checkpoint import load_checkpoint, load_generator, save_checkpoint  # noqa: E402
@@ -32,8 +32,7 @@ CPU = Dist()
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("gram")
-    style, _ = make_lmdb(root / "style", n=24, size=16, seed=0)
-    face, _ = make_lmdb(root / "face", n=16, size=16, seed=1, styles=1)
+    style, _, face = tiny_style_and_face(root)
     cfg = write_yaml(root / "se.yaml", encoder_cfg(loop=loop(total_images=8)))
     enc = se.main(["--config", str(cfg), "--data", str(style), "--out", str(root / "se")])
     return {"root": root, "style": style, "face": face, "encoder": enc}

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_helpers import (blendgan_cfg, encoder_cfg, loop, make_lmdb, psp_cfg, torchrun_two,  # noqa: E402
-                           write_truth, write_yaml)
+from train_helpers import (blendgan_cfg, encoder_cfg, loop, psp_cfg,  # noqa: E402
+                           tiny_style_and_face, torchrun_two, write_truth, write_yaml)
 
 from models.checkpoint import (load_checkpoint, load_generator, load_psp_encoder,  # noqa: E402
                                load_style_encoder)
@@ -30,8 +30,7 @@ CPU = Dist()
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    style, truth = make_lmdb(root / "style", n=24, size=16, seed=0)
-    face, _ = make_lmdb(root / "face", n=16, size=16, seed=1, styles=1)
+    style, truth, face = tiny_style_and_face(root)
     return {"root": root, "style": style, "face": face,
             "truth": write_truth(root / "truth.json", truth)}
 

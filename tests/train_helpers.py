@@ -62,6 +62,13 @@ def encoder_cfg(**kw):
     return cfg
 
 
+def tiny_style_and_face(root: Path):
+    """(style LMDB, its truth records, face LMDB) at 16 px: the trainer tests' datasets."""
+    style, truth = make_lmdb(root / "style", n=24, size=16, seed=0)
+    face, _ = make_lmdb(root / "face", n=16, size=16, seed=1, styles=1)
+    return style, truth, face
+
+
 def blendgan_cfg(**kw):
     cfg = dict(resolution=16, style_dim=16, n_mlp=2, channel_base=64, channel_max=16,
                eval_images=8, sample_faces=2, loop=loop())
