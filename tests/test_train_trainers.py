@@ -226,6 +226,19 @@ def test_psp_cli_and_checkpoint(data, blendgan_ckpt, tmp_path):
 
 
 # ------------------------------------------------------------------------------ fine-tuning
+def test_finetune_bad_reference_is_a_clear_error(data, blendgan_ckpt, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    common = ["--checkpoint", str(blendgan_ckpt), "--face", str(data["face"]),
+              "--out", str(tmp_path / "ft")]
+    for ref, reason in ((bad, "cannot read the image"), (tmp_path / "gone.png", "No such file")):
+        with pytest.raises(SystemExit, match=f"{ref.name}.*{reason}"):
+            ft.main(common + ["--reference", str(ref)])
+    with pytest.raises(SystemExit, match="reference_index 999 outside 0..23"):
+        ft.main(common + ["--reference-lmdb", str(data["style"]), "--reference-index", "999"])
+    assert not (tmp_path / "ft" / "finetune.pt").exists()
+
+
 def test_finetune_from_one_reference(data, blendgan_ckpt, tmp_path):
     cfg = write_yaml(tmp_path / "ft.yaml", {"loop": loop(batch=1, total_images=4, log_every=2,
                                                          snapshot_every=0, eval_every=2)})

@@ -45,9 +45,13 @@ def image_to_tensor(img: Image.Image, resolution: int | None = None) -> torch.Te
 
 
 def load_image(path, resolution: int | None = None) -> torch.Tensor:
+    """An image file as (3, R, R) in [-1, 1]; unreadable files raise ValueError naming them."""
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    with Image.open(path) as img:
-        return image_to_tensor(img, resolution)
+    try:
+        with Image.open(path) as img:
+            return image_to_tensor(img, resolution)
+    except (OSError, Image.DecompressionBombError) as e:  # missing, not an image, truncated
+        raise ValueError(f"{path}: cannot read the image ({e.__class__.__name__}: {e})") from e
 
 
 class LMDBImages(Dataset):

@@ -110,9 +110,14 @@ def config_reference(cfg: FinetuneConfig) -> str | None:
 def reference_image(cfg: FinetuneConfig, args, resolution=None) -> torch.Tensor:
     path = args.reference or config_reference(cfg)
     if path:
-        return load_image(path)
+        try:
+            return load_image(path)
+        except ValueError as e:
+            raise SystemExit(f"reference image: {e}") from e
     index = cfg.reference_index if args.reference_index is None else args.reference_index
     ds = LMDBImages(check_lmdb(args.reference_lmdb), resolution or 256)
+    if not 0 <= index < len(ds):
+        raise SystemExit(f"{args.reference_lmdb}: reference_index {index} outside 0..{len(ds) - 1}")
     return ds[index]
 
 
