@@ -31,15 +31,24 @@ LATENT_STYLES = ("normal", "fitted")
 
 
 def indicator_to_layer(indicator, n_latent: int):
-    """Paper indicator (0..18, int or integer tensor) -> first blended layer index L(i)."""
+    """Paper indicator (0..18, int or integer tensor) -> first blended layer index L(i).
+    Integers are range-checked here; tensors by ``check_indicator`` (it reads them back)."""
     if torch.is_tensor(indicator):
-        # Checked on CPU only: on a GPU the check would cost a host sync every step.
-        if indicator.device.type == "cpu" and ((indicator < 0) | (indicator > PAPER_N_LATENT)).any():
-            raise ValueError("indicator must lie in 0..18")
         return torch.div(indicator * n_latent, PAPER_N_LATENT, rounding_mode="floor")
     if not 0 <= int(indicator) <= PAPER_N_LATENT:
         raise ValueError(f"indicator must lie in 0..18, got {indicator}")
     return int(indicator) * n_latent // PAPER_N_LATENT
+
+
+def check_indicator(indicator):
+    """Raise unless every indicator lies in 0..18. For a tensor this reads values back to the
+    host (a GPU sync and a torch.compile graph break), so ``BlendGenerator`` calls it only
+    outside training mode: the trainer draws its indicators in range by construction."""
+    if torch.is_tensor(indicator):
+        if ((indicator < 0) | (indicator > PAPER_N_LATENT)).any():
+            raise ValueError("indicator must lie in 0..18")
+    else:
+        indicator_to_layer(indicator, PAPER_N_LATENT)
 
 
 class BlendGenerator(Generator):
@@ -207,6 +216,8 @@ class BlendGenerator(Generator):
             z_style = self.style_code(style_image)
         if z_style is not None:
             self.check_style_code(z_style)
+            if not self.training:
+                check_indicator(indicator)
             latent = self.blend(latent, self.embedding(z_style), indicator)
 
         image = self.synthesis(latent, noise, randomize_noise)

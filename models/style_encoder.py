@@ -127,8 +127,16 @@ class StyleEncoder(nn.Module):
         return self.from_normal(torch.randn(n, self.style_dim, generator=generator))
 
     @torch.no_grad()
-    def from_normal(self, eps: torch.Tensor) -> torch.Tensor:
-        """Map standard normal draws (N, style_dim) to N(style_mean, style_cov): mean + L eps."""
+    def normal_factor(self) -> torch.Tensor:
+        """L with L L^T = style_cov (+ a small jitter), for ``from_normal``."""
         jitter = 1e-5 * torch.eye(self.style_dim, device=self.style_cov.device, dtype=torch.float64)
-        chol = torch.linalg.cholesky(self.style_cov.double() + jitter).float()
-        return self.style_mean + eps.to(self.style_mean.device) @ chol.T
+        return torch.linalg.cholesky(self.style_cov.double() + jitter).float()
+
+    def from_normal(self, eps: torch.Tensor, factor: torch.Tensor | None = None) -> torch.Tensor:
+        """Map standard normal draws (N, style_dim) to N(style_mean, style_cov): mean + L eps.
+        Pass ``normal_factor()`` once computed when calling this in a loop: the factorisation
+        checks its result on the host (a GPU sync)."""
+        chol = self.normal_factor() if factor is None else factor
+        if eps.device != self.style_mean.device:  # (a training loop passes them on the device)
+            eps = eps.to(self.style_mean.device)
+        return self.style_mean + eps @ chol.T

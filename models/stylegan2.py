@@ -118,10 +118,17 @@ class Generator(nn.Module):
 
     def mix_latents(self, styles, inject_index=None):
         """One w (N, D) broadcast to all layers, a W+ tensor (N, n_latent, D) as is, or two w
-        codes switched at ``inject_index`` (random in 1..n_latent-1 if None): style mixing."""
+        codes switched at ``inject_index`` (random in 1..n_latent-1 if None): style mixing.
+        A tensor ``inject_index`` (0-dim or per row; n_latent = no mixing) selects with
+        torch.where: the same values, but one static graph whatever its value, so torch.compile
+        and CUDA graphs never re-specialise on the switch layer."""
         if len(styles) < 2:
             w = styles[0]
             return w if w.ndim == 3 else w.unsqueeze(1).repeat(1, self.n_latent, 1)
+        if torch.is_tensor(inject_index):
+            layer = torch.arange(self.n_latent, device=styles[0].device)
+            first = (layer < inject_index.reshape(-1, 1)).unsqueeze(-1)  # (1 or N, n_latent, 1)
+            return torch.where(first, styles[0].unsqueeze(1), styles[1].unsqueeze(1))
         if inject_index is None:
             inject_index = random.randint(1, self.n_latent - 1)
         a = styles[0].unsqueeze(1).repeat(1, inject_index, 1)

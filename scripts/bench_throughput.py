@@ -50,11 +50,12 @@ CPU_SIZES = {"blendgan": (64, 4), "style_encoder": (64, 32), "psp": (64, 4),
 
 # ------------------------------------------------------------------------------ builders
 def loop_cfg(batch, precision="fp32", channels_last=False, compile=False, device="cpu", seed=0,
-             threads=0):
+             threads=0, compile_mode="default", compile_backend="inductor"):
     return dict(batch=batch, total_images=10 ** 9, log_every=10 ** 9, sample_every=0,
                 snapshot_every=0, eval_every=0, seed=seed, workers=0, device=device,
                 threads=threads, tensorboard=False, precision=precision,
-                channels_last=channels_last, compile=compile)
+                channels_last=channels_last, compile=compile, compile_mode=compile_mode,
+                compile_backend=compile_backend)
 
 
 class CachedLoader:

@@ -100,6 +100,15 @@ def test_indicator_scaling_rule():
         indicator_to_layer(19, 18)
 
 
+def test_tensor_indicators_are_range_checked_outside_training_mode():
+    g = small_blend().eval()
+    z, zs = torch.randn(2, D), torch.randn(2, D)
+    with torch.no_grad():
+        with pytest.raises(ValueError, match="0..18"):
+            g(z, zs, indicator=torch.tensor([6, 19]))
+        assert g(z, zs, indicator=torch.tensor([6, 18])).shape[0] == 2
+
+
 def test_blend_indicator_18_is_the_face_generator():
     g = small_blend()
     with torch.no_grad():

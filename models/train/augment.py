@@ -48,11 +48,13 @@ class AffineAugment:
         return theta
 
     def apply(self, images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+        """Warp ``images`` by ``theta`` (``params`` draws it on the host: copy it to the
+        images' device first)."""
+        grid = F.affine_grid(theta.to(dtype=images.dtype), list(images.shape), align_corners=False)
         return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection",
                              align_corners=False)
 
 
 def hflip(images: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
-    """Flip the samples whose flag is set (x-flip augmentation of GAN reals)."""
-    return torch.where(flags.view(-1, 1, 1, 1).to(images.device), images.flip(3), images)
+    """Flip the samples whose flag (a bool tensor on the images' device) is set."""
+    return torch.where(flags.view(-1, 1, 1, 1), images.flip(3), images)

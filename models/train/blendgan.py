@@ -22,6 +22,7 @@ since N(0, I) draws are not Gram vectors; its samples and evaluation skip the la
 from __future__ import annotations
 
 import copy
+import functools
 import sys
 from dataclasses import dataclass, field
 
@@ -177,7 +178,15 @@ class BlendGANTrainer(Trainer):
     def latent_codes(self, eps):
         """Latent-guided z_s from standard normal draws: eps itself (latent_style: normal), or
         mapped to N(mean, cov) of E_style's training codes (fitted)."""
-        return eps if self.cfg.latent_style == "normal" else self.encoder.from_normal(eps)
+        if self.cfg.latent_style == "normal":
+            return eps
+        return self.encoder.from_normal(eps, self.style_factor)
+
+    @functools.cached_property
+    def style_factor(self) -> torch.Tensor:
+        """Cholesky factor of E_style's code covariance: computed once (E_style is frozen), not
+        per step (the factorisation checks its result on the host)."""
+        return self.encoder.normal_factor()
 
     @torch.no_grad()
     def embed(self, images):
@@ -214,21 +223,26 @@ class BlendGANTrainer(Trainer):
         gen = step_generator(cfg.loop.seed, step, "blendgan")
         face = to_device(self.face_loader.get(step), dev)
         style = to_device(self.style_batch(step), dev)
+        # Draws are made on the host (CPU generator, the same stream on every rank and device)
+        # and copied with to_device: no host sync.
         if cfg.xflip:
-            face = hflip(face, dist.local(torch.rand(B, generator=gen) < 0.5))
-            style = hflip(style, dist.local(torch.rand(B, generator=gen) < 0.5))
-        z_face = self.pair_local(torch.randn(4, 2 * B, D, generator=gen), 1).to(dev)
+            face = hflip(face, to_device(dist.local(torch.rand(B, generator=gen) < 0.5), dev))
+            style = hflip(style, to_device(dist.local(torch.rand(B, generator=gen) < 0.5), dev))
+        z_face = to_device(self.pair_local(torch.randn(4, 2 * B, D, generator=gen), 1), dev)
         mix = bool(torch.rand((), generator=gen) < cfg.mixing)
         inject = int(torch.randint(1, self.g.n_latent, (), generator=gen))
-        z_latent = self.latent_codes(dist.local(torch.randn(B, D, generator=gen)).to(dev))
-        use_ref = dist.local(torch.rand(B, generator=gen) < cfg.reference_fraction).to(dev)
-        indicator = dist.local(torch.randint(0, cfg.indicator_max + 1, (B,), generator=gen)).to(dev)
+        # A device tensor, n_latent when not mixing: one static graph either way (compile).
+        inject = to_device(torch.tensor(inject if mix else self.g.n_latent), dev)
+        z_latent = self.latent_codes(to_device(dist.local(torch.randn(B, D, generator=gen)), dev))
+        use_ref = to_device(dist.local(torch.rand(B, generator=gen) < cfg.reference_fraction), dev)
+        indicator = to_device(dist.local(torch.randint(0, cfg.indicator_max + 1, (B,),
+                                                       generator=gen)), dev)
         z_real = self.embed(style)
         # The ablation is reference-guided only (z_latent is still drawn: same random stream).
         z_style = z_real if self.gram else torch.where(use_ref.unsqueeze(1), z_real, z_latent)
         return {"face": face, "style": style, "z_real": z_real, "z_style": z_style,
                 "indicator": indicator, "z_face_d": z_face[:2], "z_face_g": z_face[2:],
-                "mix": mix, "inject": inject,
+                "inject": inject,
                 "noise_d": self.noise(2 * B, gen), "noise_g": self.noise(2 * B, gen)}
 
     def split(self, batch, n):
@@ -242,7 +256,7 @@ class BlendGANTrainer(Trainer):
             elif k.startswith("noise"):
                 parts = [[torch.cat([t.chunk(2)[0].chunk(n)[i], t.chunk(2)[1].chunk(n)[i]])
                           for t in v] for i in range(n)]
-            elif torch.is_tensor(v):
+            elif torch.is_tensor(v) and v.ndim:
                 parts = v.chunk(n)
             else:
                 continue
@@ -254,7 +268,7 @@ class BlendGANTrainer(Trainer):
         """Natural rows then stylised rows in one generator call."""
         z = mb[f"z_face_{which}"]
         b = mb["z_style"].shape[0]
-        z_face = [z[0], z[1]] if mb["mix"] else z[0]
+        z_face = [z[0], z[1]]
         z_style = torch.cat([torch.zeros_like(mb["z_style"]), mb["z_style"]])
         ind = torch.cat([torch.full_like(mb["indicator"], PAPER_N_LATENT), mb["indicator"]])
         out = self.g(z_face, z_style, indicator=ind, inject_index=mb["inject"],
@@ -296,8 +310,8 @@ class BlendGANTrainer(Trainer):
         """Path length on both branches; the running mean uses the global batch's lengths."""
         cfg = self.cfg
         b = max(1, mb["z_style"].shape[0] // cfg.path_batch_shrink)
-        sub = {k: (v[:, :b] if k.startswith("z_face") else v[:b]) if torch.is_tensor(v) else v
-               for k, v in mb.items() if not k.startswith("noise")}
+        sub = {k: (v[:, :b] if k.startswith("z_face") else v[:b]) if torch.is_tensor(v) and v.ndim
+               else v for k, v in mb.items() if not k.startswith("noise")}
         sub["z_face_g"] = torch.cat([mb["z_face_g"][:, :b],
                                      mb["z_face_g"][:, mb["z_style"].shape[0]:][:, :b]], 1)
         sub["noise_g"] = None

@@ -35,6 +35,10 @@ class LoopConfig:
     precision: str = "fp32"              # fp32 | bf16 | fp16 autocast of the non-regulariser phases
     channels_last: bool = False          # models and image batches in channels_last layout
     compile: bool = False                # torch.compile the non-regulariser phases' losses
+    compile_mode: str = "default"        # torch.compile mode: default | reduce-overhead (CUDA
+                                         # graphs) | max-autotune | max-autotune-no-cudagraphs
+    compile_backend: str = "inductor"    # inductor (Triton on GPU, C++ on CPU); aot_eager traces
+                                         # and checks the graphs without code generation
 
 
 def _coerce(tp, value, where: str):

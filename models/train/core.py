@@ -352,8 +352,11 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Host -> device copy that does not block the host on CUDA (pinned, non_blocking);
-    a plain ``.to`` elsewhere. Same values either way."""
+    """Host -> device copy that does not block the host on CUDA (pinned, non_blocking; a plain
+    ``.to(device)`` of a host tensor waits for the GPU queue to drain); nothing when ``x`` is
+    already there. Same values either way. Every copy inside the training step goes here."""
+    if x.device == device:
+        return x
     if device.type == "cuda" and x.device.type == "cpu":
         return x.pin_memory().to(device, non_blocking=True)
     return x.to(device)
@@ -406,12 +409,19 @@ class StepRunner:
             for m in trainer.models.values():
                 module_channels_last_(m)
         self.fast = {ph.name: not ph.double_backward for ph in self.phases}
-        self.losses = {ph.name: (torch.compile(ph.loss) if cfg.compile and self.fast[ph.name]
+        self.losses = {ph.name: (self.compiled(ph.loss) if cfg.compile and self.fast[ph.name]
                                  else ph.loss) for ph in self.phases}
         self.scalers = {ph.name: torch.amp.GradScaler(self.device_type)
                         for ph in self.phases
                         if self.dtype is torch.float16 and self.fast[ph.name]}
         self.acc: dict[str, list] = {}
+
+    def compiled(self, fn):
+        modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+        if self.cfg.compile_mode not in modes:
+            raise ValueError(f"loop.compile_mode must be one of {modes}, "
+                             f"got {self.cfg.compile_mode!r}")
+        return torch.compile(fn, mode=self.cfg.compile_mode, backend=self.cfg.compile_backend)
 
     def batches(self, step: int) -> list:
         trainer = self.trainer

@@ -40,5 +40,5 @@ def nt_xent(z1, z2, temperature: float = 0.2):
     n = z1.shape[0]
     sim = z @ z.T / temperature
     sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    target = (torch.arange(2 * n, device=z.device) + n) % (2 * n)  # row i's positive: i +- n
     return F.cross_entropy(sim, target)

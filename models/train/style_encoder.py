@@ -104,6 +104,7 @@ class StyleEncoderTrainer(Trainer):
         t1, t2 = self.cfg.augment.params(n, gen), self.cfg.augment.params(n, gen)
         if local:
             t1, t2 = self.dist.local(t1), self.dist.local(t2)
+        t1, t2 = to_device(t1, images.device), to_device(t2, images.device)
         return self.cfg.augment.apply(images, t1), self.cfg.augment.apply(images, t2)
 
     def get_batch(self, step):
