@@ -194,7 +194,8 @@ def bench_part(part, args) -> dict:
     from models.train.core import StepRunner
     dev = args.device
     res, batch = args.resolution, args.batch
-    fast = dict(precision=args.precision, channels_last=args.channels_last, compile=args.compile)
+    fast = dict(precision=args.precision, channels_last=args.channels_last, compile=args.compile,
+                compile_mode=args.compile_mode)
     root = Path(args.workdir)
     if part in ("blendgan", "style_encoder", "psp"):
         build = {"blendgan": build_blendgan, "style_encoder": build_style_encoder,
@@ -218,7 +219,7 @@ def bench_part(part, args) -> dict:
         z = torch.randn(batch, g.style_dim, generator=gen).to(dev)
         zs = torch.randn(batch, g.style_dim, generator=gen).to(dev)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
-        fwd = torch.compile(g.generate) if args.compile else g.generate
+        fwd = torch.compile(g.generate, mode=args.compile_mode) if args.compile else g.generate
 
         def step(i):
             with torch.no_grad(), torch.autocast(dev.split(":")[0], dtype=dtype or torch.float32,
@@ -263,6 +264,10 @@ def parse(argv=None):
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--compile-mode", default="default",
+                   choices=["default", "reduce-overhead", "max-autotune",
+                            "max-autotune-no-cudagraphs"],
+                   help="torch.compile mode (reduce-overhead: CUDA graphs)")
     p.add_argument("--compare", action="store_true",
                    help="also run the fp32 eager baseline of the same code, same invocation")
     p.add_argument("--width", default="full", choices=["full", "narrow"],
@@ -304,9 +309,10 @@ def main(argv=None):
     tmp = tempfile.TemporaryDirectory(prefix="bench_throughput_")
     workdir = args.workdir or tmp.name
     configs = [dict(precision=args.precision, channels_last=args.channels_last,
-                    compile=args.compile)]
-    if args.compare and configs[0] != dict(precision="fp32", channels_last=False, compile=False):
-        configs.insert(0, dict(precision="fp32", channels_last=False, compile=False))
+                    compile=args.compile, compile_mode=args.compile_mode)]
+    baseline = dict(precision="fp32", channels_last=False, compile=False, compile_mode="default")
+    if args.compare and configs[0] != baseline:
+        configs.insert(0, baseline)
     results = []
     for part in parts:
         for c in configs:
@@ -319,7 +325,7 @@ def main(argv=None):
                    "--threads", str(args.threads), "--workdir", workdir, "--out", str(out),
                    "--precision", c["precision"]]
             cmd += ["--channels-last"] if c["channels_last"] else []
-            cmd += ["--compile"] if c["compile"] else []
+            cmd += ["--compile", "--compile-mode", c["compile_mode"]] if c["compile"] else []
             cmd += ["--resolution", str(args.resolution)] if args.resolution else []
             cmd += ["--batch", str(args.batch)] if args.batch else []
             proc = subprocess.run(cmd)
@@ -343,7 +349,7 @@ def report(rec, results):
         print(f"{rec['which']:14s} {rec['precision']} FAILED ({rec['error']})", flush=True)
         return
     opts = rec["precision"] + ("+cl" if rec["channels_last"] else "") + \
-        ("+compile" if rec["compile"] else "")
+        (f"+compile({rec.get('compile_mode', 'default')})" if rec["compile"] else "")
     line = (f"{rec['which']:14s} {opts:18s} {rec['resolution']:5d}px b{rec['batch']:<4d} "
             f"{rec['images_per_s']:9.2f} img/s  {rec['sec_per_iter'] * 1000:9.1f} ms/it  "
             f"peak {rec['peak_mem_bytes'] / 2 ** 30:6.2f} GiB  [{rec['device']}]")
