@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,23 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path, style_lmdb):
     enc = load_style_encoder(resumed)
     assert enc(torch.rand(2, 3, 20, 24) * 2 - 1).shape == (2, 16)
     assert not torch.equal(enc.style_cov, torch.eye(16))  # z_s statistics were stored
+
+
+def test_stats_report_the_time_spent_waiting_for_data(tmp_path, style_lmdb, monkeypatch):
+    from models.train import data
+    slow_get = data.StepLoader.get
+
+    def starving(self, step):
+        time.sleep(0.05)
+        return slow_get(self, step)
+
+    monkeypatch.setattr(data.StepLoader, "get", starving)
+    cfg = write_yaml(tmp_path / "c.yaml", encoder_cfg(loop=loop(total_images=16, snapshot_every=0)))
+    se.main(["--config", str(cfg), "--data", str(style_lmdb), "--out", str(tmp_path / "o")])
+    rows = [r for r in read_stats(tmp_path / "o" / "stats.jsonl") if "sec_per_iter" in r]
+    assert len(rows) == 2
+    for r in rows:
+        assert 0.05 <= r["sec_data_per_iter"] <= r["sec_per_iter"]
 
 
 # ------------------------------------------------------------------------------ DDP

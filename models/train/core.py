@@ -415,6 +415,7 @@ class StepRunner:
                         for ph in self.phases
                         if self.dtype is torch.float16 and self.fast[ph.name]}
         self.acc: dict[str, list] = {}
+        self.data_seconds = 0.0  # host time spent getting batches (loader waits included)
 
     def compiled(self, fn):
         modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -439,7 +440,10 @@ class StepRunner:
 
     def step(self, step: int, micro: list | None = None):
         trainer = self.trainer
-        micro = self.batches(step) if micro is None else micro
+        if micro is None:
+            t0 = time.perf_counter()
+            micro = self.batches(step)
+            self.data_seconds += time.perf_counter() - t0
         for ph in self.phases:
             if step % ph.interval:
                 continue
@@ -545,10 +549,13 @@ def run(trainer: Trainer, config: dict, final_path, stop_after_images: int | Non
             keys, vals = runner.pop_stats()
             all_reduce_mean_([vals], dist)
             now = time.time()
+            iters = max(step - last_step, 1)
+            # sec_data_per_iter near sec_per_iter: the loader starves the device (more workers)
             rec = {"images": images, "step": step, "kimg": images / 1000,
-                   "sec": round(now - t0, 3),
-                   "sec_per_iter": round((now - last_t) / max(step - last_step, 1), 4),
+                   "sec": round(now - t0, 3), "sec_per_iter": round((now - last_t) / iters, 4),
+                   "sec_data_per_iter": round(runner.data_seconds / iters, 4),
                    **dict(zip(keys, vals.tolist()))}  # the loop's one host sync
+            runner.data_seconds = 0.0
             last_t, last_step = now, step
             stats.write(rec)
             bar.set_postfix({k.split("/")[-1]: f"{rec[k]:.3f}" for k in keys[:4]})
