@@ -110,15 +110,21 @@ def train(part, root, steps, **loop):
     return runner, records
 
 
-@pytest.mark.parametrize("part", sorted(BUILDERS))
-def test_compiled_phases_are_whole_graphs_traced_once_and_match_eager(part, tmp_path):
+CASES = [(part, {}) for part in sorted(BUILDERS)] + [
+    ("blendgan", {"precision": "bf16", "channels_last": True})]  # the GPU fast path, compiled
+
+
+@pytest.mark.parametrize("part,fast_options", CASES, ids=[f"{p}-{'-'.join(o) or 'fp32'}"
+                                                          for p, o in CASES])
+def test_compiled_phases_are_whole_graphs_traced_once_and_match_eager(part, fast_options,
+                                                                       tmp_path):
     from torch._dynamo.utils import counters
     torch._dynamo.reset()
     counters.clear()
     steps = 6 if part == "blendgan" else 3
     runner, fast = train(part, tmp_path / "compiled", steps, compile=True,
-                         compile_backend="aot_eager")
-    _, eager = train(part, tmp_path / "eager", steps)
+                         compile_backend="aot_eager", **fast_options)
+    _, eager = train(part, tmp_path / "eager", steps, **fast_options)
     compiled_phases = sum(runner.fast.values())
     assert not counters["graph_break"], dict(counters["graph_break"])
     assert counters["stats"]["unique_graphs"] == compiled_phases, dict(counters["stats"])
