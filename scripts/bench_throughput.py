@@ -231,10 +231,12 @@ def bench_part(part, args) -> dict:
         from models.train.data import LMDBImages, StepLoader
         data = make_data(root, res, n=args.loader_images, seed=0)
         ds = LMDBImages(data, res)
+        ds = ds.as_uint8() if args.loader_pixels == "uint8" else ds
         loader = StepLoader(ds, batch, 0, workers=args.workers,
                             pin_memory=dev.startswith("cuda"))
         elapsed = time_steps(loader.get, args.warmup, args.iters, "cpu")
-        extra = {"workers": args.workers, "dataset_images": len(ds)}
+        extra = {"workers": args.workers, "dataset_images": len(ds),
+                 "pixels": args.loader_pixels}
     else:
         raise ValueError(part)
     return {"which": part, "device": describe_device(dev), "resolution": res, "batch": batch,
@@ -274,6 +276,9 @@ def parse(argv=None):
                    help="network widths: the paper's, or the test suite's narrow ones")
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="loader processes")
     p.add_argument("--loader-images", type=int, default=32, help="images in the loader's LMDB")
+    p.add_argument("--loader-pixels", default="uint8", choices=["uint8", "float"],
+                   help="what the loader's workers return: uint8 (as the trainers load; "
+                        "converted on the device) or [-1, 1] floats (the earlier loader)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--workdir", help="where synthetic LMDBs go (default: a temporary folder)")
     p.add_argument("--out", help="write the results here as JSON")
@@ -322,6 +327,7 @@ def main(argv=None):
             cmd = [sys.executable, __file__, "--_child", "--which", part, "--device", args.device,
                    "--iters", str(args.iters), "--warmup", str(args.warmup), "--width", args.width,
                    "--workers", str(args.workers), "--loader-images", str(args.loader_images),
+                   "--loader-pixels", args.loader_pixels,
                    "--threads", str(args.threads), "--workdir", workdir, "--out", str(out),
                    "--precision", c["precision"]]
             cmd += ["--channels-last"] if c["channels_last"] else []
@@ -350,6 +356,8 @@ def report(rec, results):
         return
     opts = rec["precision"] + ("+cl" if rec["channels_last"] else "") + \
         (f"+compile({rec.get('compile_mode', 'default')})" if rec["compile"] else "")
+    if rec["which"] == "loader":
+        opts = f"{rec['pixels']} pixels"
     line = (f"{rec['which']:14s} {opts:18s} {rec['resolution']:5d}px b{rec['batch']:<4d} "
             f"{rec['images_per_s']:9.2f} img/s  {rec['sec_per_iter'] * 1000:9.1f} ms/it  "
             f"peak {rec['peak_mem_bytes'] / 2 ** 30:6.2f} GiB  [{rec['device']}]")

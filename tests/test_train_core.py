@@ -18,7 +18,8 @@ from models.train.augment import AffineAugment  # noqa: E402
 from models.train.config import LoopConfig, from_dict, load_config  # noqa: E402
 from models.train.core import (latest_valid_snapshot, read_stats, step_generator,  # noqa: E402
                                write_snapshot)
-from models.train.data import LMDBImages, StepBatchSampler, step_indices  # noqa: E402
+from models.train.data import (LMDBImages, StepBatchSampler, step_indices,  # noqa: E402
+                               to_unit)
 from models.train.losses import nt_xent  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +65,16 @@ def test_lmdb_reader_resizes_and_names(style_lmdb):
     x = ds[0]
     assert x.shape == (3, 8, 8) and -1 <= x.min() and x.max() <= 1
     assert ds.names[0] == "img_000.png" and len(ds) == 24
+
+
+@pytest.mark.parametrize("resolution", [8, 16])  # resized, and as stored
+def test_uint8_loading_gives_the_same_values_after_to_unit(style_lmdb, resolution):
+    ds = LMDBImages(style_lmdb, resolution, indices=[3, 5])
+    raw = ds.as_uint8()
+    assert raw.indices == ds.indices and not ds.uint8  # a view; the float dataset is unchanged
+    for i in range(len(ds)):
+        assert raw[i].dtype == torch.uint8
+        assert torch.equal(to_unit(raw[i]), ds[i])
 
 
 def test_affine_views_are_identity_without_randomness():

@@ -37,7 +37,7 @@ from ..stylegan2 import Discriminator
 from .augment import hflip
 from .config import LoopConfig
 from .core import Phase, Trainer, all_reduce_mean_, lazy_adam, step_generator, to_device
-from .data import LMDBImages, StepLoader, check_lmdb
+from .data import LMDBImages, StepLoader, check_lmdb, to_unit
 from .losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 
 
@@ -128,8 +128,8 @@ class BlendGANTrainer(Trainer):
         self.mean_path_length = torch.zeros((), device=dev)
         lp = cfg.loop
         self.face_set = LMDBImages(check_lmdb(face), cfg.resolution)
-        self.face_loader = StepLoader(self.face_set, lp.batch, lp.seed, dist.rank, dist.world,
-                                      lp.workers)
+        self.face_loader = StepLoader(self.face_set.as_uint8(), lp.batch, lp.seed, dist.rank,
+                                      dist.world, lp.workers)
         self.setup_style_data(style)
         self._real_feats = None
 
@@ -196,8 +196,8 @@ class BlendGANTrainer(Trainer):
     def setup_style_data(self, style):
         lp = self.cfg.loop
         self.style_set = LMDBImages(check_lmdb(style), self.cfg.resolution)
-        self.style_loader = StepLoader(self.style_set, lp.batch, lp.seed + 1, self.dist.rank,
-                                       self.dist.world, lp.workers)
+        self.style_loader = StepLoader(self.style_set.as_uint8(), lp.batch, lp.seed + 1,
+                                       self.dist.rank, self.dist.world, lp.workers)
 
     def style_batch(self, step) -> torch.Tensor:
         return self.style_loader.get(step)
@@ -221,8 +221,8 @@ class BlendGANTrainer(Trainer):
         cfg, dist, dev = self.cfg, self.dist, self.device
         B, D = cfg.loop.batch, cfg.style_dim
         gen = step_generator(cfg.loop.seed, step, "blendgan")
-        face = to_device(self.face_loader.get(step), dev)
-        style = to_device(self.style_batch(step), dev)
+        face = to_unit(to_device(self.face_loader.get(step), dev))
+        style = to_unit(to_device(self.style_batch(step), dev))
         # Draws are made on the host (CPU generator, the same stream on every rank and device)
         # and copied with to_device: no host sync.
         if cfg.xflip:

@@ -9,6 +9,7 @@ iteration ``step`` is a pure function of (seed, step), so resuming needs no samp
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -35,13 +36,22 @@ def _env(path: str):
     return _ENVS[key]
 
 
-def image_to_tensor(img: Image.Image, resolution: int | None = None) -> torch.Tensor:
-    """PIL image -> (3, R, R) float in [-1, 1]."""
+def image_to_uint8(img: Image.Image, resolution: int | None = None) -> torch.Tensor:
+    """PIL image -> (3, R, R) uint8."""
     img = img.convert("RGB")
     if resolution and img.size != (resolution, resolution):
         img = img.resize((resolution, resolution), Image.LANCZOS)
-    arr = np.asarray(img, dtype=np.float32)
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous() / 127.5 - 1.0
+    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float in [-1, 1]; float input is returned as it is."""
+    return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x
+
+
+def image_to_tensor(img: Image.Image, resolution: int | None = None) -> torch.Tensor:
+    """PIL image -> (3, R, R) float in [-1, 1]."""
+    return to_unit(image_to_uint8(img, resolution))
 
 
 def load_image(path, resolution: int | None = None) -> torch.Tensor:
@@ -55,9 +65,13 @@ def load_image(path, resolution: int | None = None) -> torch.Tensor:
 
 
 class LMDBImages(Dataset):
+    """Images of a packed LMDB at ``resolution`` (the smallest stored size that is at least as
+    large, resized), as floats in [-1, 1], or as uint8 from ``as_uint8()``."""
+
     def __init__(self, path, resolution: int, indices=None):
         self.path = str(path)
         self.resolution = resolution
+        self.uint8 = False
         with _env(self.path).begin() as txn:
             length = int(txn.get(b"length").decode())
             raw = txn.get(b"metadata")
@@ -73,6 +87,14 @@ class LMDBImages(Dataset):
     def names(self) -> list[str]:
         return [self.all_names[i] for i in self.indices]
 
+    def as_uint8(self) -> "LMDBImages":
+        """The same images as uint8 (training loaders: their workers then skip the float
+        conversion and move, pin and copy a quarter of the bytes; ``to_unit`` converts on the
+        device, with the same values)."""
+        view = copy.copy(self)
+        view.uint8 = True
+        return view
+
     def __len__(self):
         return len(self.indices)
 
@@ -84,7 +106,7 @@ class LMDBImages(Dataset):
         if blob is None:
             raise KeyError(f"{self.path}: missing key {key.decode()}")
         with Image.open(io.BytesIO(blob)) as img:
-            return image_to_tensor(img, self.resolution)
+            return (image_to_uint8 if self.uint8 else image_to_tensor)(img, self.resolution)
 
 
 def split_indices(length: int, holdout: int, seed: int) -> tuple[list[int], list[int]]:

@@ -24,7 +24,7 @@ from ..lpips import load_lpips
 from ..psp import PSPEncoder
 from .config import LoopConfig
 from .core import Phase, Trainer, to_device
-from .data import LMDBImages, StepLoader, check_lmdb, split_indices
+from .data import LMDBImages, StepLoader, check_lmdb, split_indices, to_unit
 
 
 @dataclass(frozen=True)
@@ -98,13 +98,13 @@ class PSPTrainer(Trainer):
         train_idx, held_idx = split_indices(len(full), cfg.holdout, cfg.loop.seed)
         self.train_set = LMDBImages(face, res, train_idx)
         self.held_set = LMDBImages(face, res, held_idx) if held_idx else None
-        self.loader = StepLoader(self.train_set, cfg.loop.batch, cfg.loop.seed, dist.rank,
-                                 dist.world, cfg.loop.workers)
+        self.loader = StepLoader(self.train_set.as_uint8(), cfg.loop.batch, cfg.loop.seed,
+                                 dist.rank, dist.world, cfg.loop.workers)
         self.log(f"generator {res}px, {self.g.n_latent} w-vectors; {len(train_idx)} training "
                  f"faces, {len(held_idx)} held out; loss weights {self.weights}")
 
     def get_batch(self, step):
-        return {"x": to_device(self.loader.get(step), self.device)}
+        return {"x": to_unit(to_device(self.loader.get(step), self.device))}
 
     def reconstruct(self, x):
         w = self.enc(x)

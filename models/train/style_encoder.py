@@ -22,7 +22,7 @@ from ..style_encoder import StyleEncoder
 from .augment import AffineAugment
 from .config import LoopConfig
 from .core import Phase, Trainer, gather_rows, step_generator, to_device
-from .data import LMDBImages, StepLoader, check_lmdb, split_indices
+from .data import LMDBImages, StepLoader, check_lmdb, split_indices, to_unit
 from .losses import nt_xent
 
 
@@ -94,8 +94,8 @@ class StyleEncoderTrainer(Trainer):
         train_idx, held_idx = split_indices(len(full), cfg.holdout, cfg.loop.seed)
         self.train_set = LMDBImages(data, cfg.resolution, train_idx)
         self.held_set = LMDBImages(data, cfg.resolution, held_idx) if held_idx else None
-        self.loader = StepLoader(self.train_set, cfg.loop.batch, cfg.loop.seed, dist.rank,
-                                 dist.world, cfg.loop.workers)
+        self.loader = StepLoader(self.train_set.as_uint8(), cfg.loop.batch, cfg.loop.seed,
+                                 dist.rank, dist.world, cfg.loop.workers)
         self.log(f"{len(self.train_set)} training images, {len(held_idx)} held out, "
                  f"Gram dim {self.enc.gram.dim}")
 
@@ -108,7 +108,7 @@ class StyleEncoderTrainer(Trainer):
         return self.cfg.augment.apply(images, t1), self.cfg.augment.apply(images, t2)
 
     def get_batch(self, step):
-        x = to_device(self.loader.get(step), self.device)
+        x = to_unit(to_device(self.loader.get(step), self.device))
         v1, v2 = self.views(x, step_generator(self.loop.seed, step, "views"))
         return {"v1": v1, "v2": v2}
 
