@@ -33,13 +33,15 @@ K = 5
 GRAM_IN_MEMORY_BYTES = 2 * 1024 ** 3
 
 
-def reduce(x: torch.Tensor, dims: int = 64) -> np.ndarray:
+def reduce(x: torch.Tensor, dims: int = 64, seed: int = 0) -> np.ndarray:
     x = x.double() - x.double().mean(0)
     q = min(dims, x.shape[0] - 1, x.shape[1])
     if x.shape[1] <= 4096:
         u, s, _ = torch.linalg.svd(x, full_matrices=False)
-    else:  # paper-width Gram vectors (610,304-d): randomised PCA
-        u, s, _ = torch.pca_lowrank(x, q=q, center=False)
+    else:  # wide Gram vectors (demo 9,536-d, paper 610,304-d): randomised PCA
+        with torch.random.fork_rng():  # it draws from the global RNG: seed it, so reruns agree
+            torch.manual_seed(seed)
+            u, s, _ = torch.pca_lowrank(x, q=q, center=False)
     z = (u[:, :q] * s[:q]).numpy()
     return (z - z.mean(0)) / (z.std(0) + 1e-8)
 
@@ -146,7 +148,7 @@ def streamed_embeddings(encoder, style_lmdb, resolution: int, indices: list[int]
     learned = torch.cat([encoder.mlp(g) for g in grams()])
     gram_pca = streamed_pca(grams, seed=seed)
     return ({"learned": learned, "gram": torch.from_numpy(gram_pca)},
-            {"learned": reduce(learned), "gram": gram_pca})
+            {"learned": reduce(learned, seed=seed), "gram": gram_pca})
 
 
 def evaluate(style_encoder, style_lmdb, truth=None, n=400, resolution=None, seed=0,
@@ -166,7 +168,7 @@ def evaluate(style_encoder, style_lmdb, truth=None, n=400, resolution=None, seed
     else:
         images, names, _ = lmdb_images(style_lmdb, resolution, indices=indices)
         emb = embeddings(enc, images)
-        red = {k: reduce(v) for k, v in emb.items()}
+        red = {k: reduce(v, seed=seed) for k, v in emb.items()}
         dims = {k: int(v.shape[1]) for k, v in emb.items()}
     res = {k: {"dim": d} for k, d in dims.items()}
     settings = {"n": len(indices), "resolution": resolution, "seed": seed, "pca_dims": 64,

@@ -46,12 +46,14 @@ def embed_lmdb(encoder, lmdb, resolution: int, n: int | None = None, batch: int 
     return torch.cat(out).numpy(), [ds.all_names[j] for j in idx], idx
 
 
-def pca(x: np.ndarray, dims: int = 50) -> np.ndarray:
+def pca(x: np.ndarray, dims: int = 50, seed: int = 0) -> np.ndarray:
     x = x - x.mean(0)
     dims = min(dims, *x.shape)  # a small set (the CI demo) has fewer points than dimensions
     if x.shape[1] <= dims:
         return x
-    _, _, v = torch.pca_lowrank(torch.from_numpy(x).float(), q=dims, center=False, niter=4)
+    with torch.random.fork_rng():  # randomised: seeded, so reruns agree
+        torch.manual_seed(seed)
+        _, _, v = torch.pca_lowrank(torch.from_numpy(x).float(), q=dims, center=False, niter=4)
     return (torch.from_numpy(x).float() @ v).numpy()
 
 
@@ -60,7 +62,7 @@ def run_tsne(x: np.ndarray, seed: int = 0, threads: int = 2, perplexity: float =
     """(N, D) -> (N, 2) with openTSNE; returns the layout and timings."""
     from openTSNE import TSNE
     t0 = time.perf_counter()
-    z = pca(x.astype(np.float32), 50)
+    z = pca(x.astype(np.float32), 50, seed)
     t1 = time.perf_counter()
     perplexity = min(perplexity, max(2.0, (len(z) - 1) / 3.0))
     tsne = TSNE(perplexity=perplexity, n_iter=n_iter, initialization="pca", metric="euclidean",
@@ -153,7 +155,7 @@ def main(argv=None):
         colour_by = "true style (demo ground truth)"
     else:
         k = min(a.clusters, len(codes))
-        lab = kmeans(pca(codes, 50), k, a.seed)
+        lab = kmeans(pca(codes, 50, a.seed), k, a.seed)
         labels = [f"cluster {c:02d}" for c in lab]
         ds = LMDBImages(a.style_lmdb, 64)
         thumbs = {}
