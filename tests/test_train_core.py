@@ -18,8 +18,8 @@ from models.train.augment import AffineAugment  # noqa: E402
 from models.train.config import LoopConfig, from_dict, load_config  # noqa: E402
 from models.train.core import (latest_valid_snapshot, read_stats, step_generator,  # noqa: E402
                                write_snapshot)
-from models.train.data import (LMDBImages, StepBatchSampler, step_indices,  # noqa: E402
-                               to_unit)
+from models.train.data import (LMDBImages, StepBatchSampler, StepLoader,  # noqa: E402
+                               step_indices, to_unit)
 from models.train.losses import nt_xent  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,6 +75,16 @@ def test_uint8_loading_gives_the_same_values_after_to_unit(style_lmdb, resolutio
     for i in range(len(ds)):
         assert raw[i].dtype == torch.uint8
         assert torch.equal(to_unit(raw[i]), ds[i])
+
+
+def test_worker_processes_load_the_same_uint8_batches(style_lmdb):
+    """What the trainers run with loop.workers > 0: forked workers reopen the LMDB."""
+    ds = LMDBImages(style_lmdb, 8).as_uint8()
+    inline = StepLoader(ds, 4, seed=3, workers=0, pin_memory=False)
+    forked = StepLoader(ds, 4, seed=3, workers=2, pin_memory=False)
+    for step in (0, 1, 2, 7):  # 7: out of order, the loader restarts its iterator there
+        a, b = inline.get(step), forked.get(step)
+        assert a.dtype == b.dtype == torch.uint8 and torch.equal(a, b)
 
 
 def test_affine_views_are_identity_without_randomness():
