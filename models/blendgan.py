@@ -45,8 +45,9 @@ def check_indicator(indicator):
     host (a GPU sync and a torch.compile graph break), so ``BlendGenerator`` calls it only
     outside training mode: the trainer draws its indicators in range by construction."""
     if torch.is_tensor(indicator):
-        if ((indicator < 0) | (indicator > PAPER_N_LATENT)).any():
-            raise ValueError("indicator must lie in 0..18")
+        bad = (indicator < 0) | (indicator > PAPER_N_LATENT)
+        if bad.any():
+            raise ValueError(f"indicator must lie in 0..18, got {indicator[bad].tolist()}")
     else:
         indicator_to_layer(indicator, PAPER_N_LATENT)
 

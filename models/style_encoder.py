@@ -132,6 +132,7 @@ class StyleEncoder(nn.Module):
         jitter = 1e-5 * torch.eye(self.style_dim, device=self.style_cov.device, dtype=torch.float64)
         return torch.linalg.cholesky(self.style_cov.double() + jitter).float()
 
+    @torch.no_grad()
     def from_normal(self, eps: torch.Tensor, factor: torch.Tensor | None = None) -> torch.Tensor:
         """Map standard normal draws (N, style_dim) to N(style_mean, style_cov): mean + L eps.
         Pass ``normal_factor()`` once computed when calling this in a loop: the factorisation

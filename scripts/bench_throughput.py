@@ -266,9 +266,8 @@ def parse(argv=None):
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true")
-    p.add_argument("--compile-mode", default="default",
-                   choices=["default", "reduce-overhead", "max-autotune",
-                            "max-autotune-no-cudagraphs"],
+    from models.train.core import COMPILE_MODES
+    p.add_argument("--compile-mode", default="default", choices=COMPILE_MODES,
                    help="torch.compile mode (reduce-overhead: CUDA graphs)")
     p.add_argument("--compare", action="store_true",
                    help="also run the fp32 eager baseline of the same code, same invocation")

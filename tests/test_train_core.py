@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -75,6 +76,22 @@ def test_uint8_loading_gives_the_same_values_after_to_unit(style_lmdb, resolutio
     for i in range(len(ds)):
         assert raw[i].dtype == torch.uint8
         assert torch.equal(to_unit(raw[i]), ds[i])
+
+
+def test_an_undecodable_lmdb_image_is_named(tmp_path):
+    import lmdb
+    path, _ = make_lmdb(tmp_path, n=4, size=8)
+    with lmdb.open(str(path), subdir=True) as env:
+        with env.begin(write=True) as txn:
+            meta = json.loads(txn.get(b"metadata"))
+            key = f"{max(meta['sizes'])}-{str(2).zfill(meta.get('index_width', 5))}"  # = 8
+            assert txn.get(key.encode()) is not None
+            txn.put(key.encode(), b"not an image")
+    ds = LMDBImages(path, 8)
+    for view in (ds, ds.as_uint8()):
+        with pytest.raises(ValueError, match=f"{path}: key {key}: cannot decode the image"):
+            view[2]
+    assert view[1].dtype == torch.uint8  # the other images still load
 
 
 def test_worker_processes_load_the_same_uint8_batches(style_lmdb):

@@ -349,6 +349,7 @@ class Trainer(abc.ABC):
 
 # ------------------------------------------------------------------------------ one iteration
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -418,9 +419,8 @@ class StepRunner:
         self.data_seconds = 0.0  # host time spent getting batches (loader waits included)
 
     def compiled(self, fn):
-        modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-        if self.cfg.compile_mode not in modes:
-            raise ValueError(f"loop.compile_mode must be one of {modes}, "
+        if self.cfg.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"loop.compile_mode must be one of {COMPILE_MODES}, "
                              f"got {self.cfg.compile_mode!r}")
         return torch.compile(fn, mode=self.cfg.compile_mode, backend=self.cfg.compile_backend)
 

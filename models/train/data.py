@@ -105,8 +105,13 @@ class LMDBImages(Dataset):
             blob = txn.get(key)
         if blob is None:
             raise KeyError(f"{self.path}: missing key {key.decode()}")
-        with Image.open(io.BytesIO(blob)) as img:
-            return (image_to_uint8 if self.uint8 else image_to_tensor)(img, self.resolution)
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        try:
+            with Image.open(io.BytesIO(blob)) as img:
+                return (image_to_uint8 if self.uint8 else image_to_tensor)(img, self.resolution)
+        except (OSError, Image.DecompressionBombError) as e:  # truncated or not an image
+            raise ValueError(f"{self.path}: key {key.decode()}: cannot decode the image "
+                             f"({e.__class__.__name__}: {e})") from e
 
 
 def split_indices(length: int, holdout: int, seed: int) -> tuple[list[int], list[int]]:
