@@ -1,4 +1,27 @@
-# BlendGAN (SPEC 4.2), one-shot fine-tuning (SPEC 4.4) and the BlendGAN probe.
+# The natural StyleGAN2, BlendGAN (SPEC 4.2), one-shot fine-tuning (SPEC 4.4), the BlendGAN probe.
+
+
+rule train_stylegan2:
+    input:
+        face=f"{OUT}/data/face/lmdb",
+    output:
+        checkpoint=model_path("stylegan2"),
+    params:
+        cfg=train_section("stylegan2"),
+        out=lambda w, output: os.path.dirname(output.checkpoint),
+        launcher=lambda w, resources: train_launcher("models.train.stylegan2", resources.gpu),
+    log:
+        f"{OUT}/logs/train_stylegan2.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_stylegan2.tsv"
+    threads: train_threads("stylegan2")
+    resources:
+        gpu=int(config.get("gpus", 0)),
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "{params.launcher} --config-json {params.cfg} --set loop.threads={threads}"
+        " --data {input.face} --out {params.out} --final {output.checkpoint} > {log} 2>&1"
 
 
 rule train_blendgan:
@@ -6,11 +29,11 @@ rule train_blendgan:
         face=f"{OUT}/data/face/lmdb",
         style=f"{OUT}/data/style/lmdb",
         encoder=model_path("style_encoder"),
-        init=pretrained_input(config["blendgan"].get("stylegan2_checkpoint")),
+        init=pretrained_input(stylegan2_init()),
     output:
         checkpoint=model_path("blendgan"),
     params:
-        cfg=train_section("blendgan"),
+        cfg=blendgan_section(),
         out=lambda w, output: os.path.dirname(output.checkpoint),
         launcher=lambda w, resources: train_launcher("models.train.blendgan", resources.gpu),
     log:
@@ -33,7 +56,7 @@ rule train_blendgan_gram:
         face=f"{OUT}/data/face/lmdb",
         style=f"{OUT}/data/style/lmdb",
         encoder=model_path("style_encoder"),
-        init=pretrained_input(config["blendgan"].get("stylegan2_checkpoint")),
+        init=pretrained_input(stylegan2_init()),
     output:
         checkpoint=model_path("blendgan_gram"),
     params:

@@ -9,6 +9,28 @@ def train_section(name):
     return shlex.quote(json.dumps(config.get(name) or {}, sort_keys=True))
 
 
+# ------------------------------------------------ the natural StyleGAN2 BlendGAN starts from
+TRAIN_STYLEGAN2 = "train"  # blendgan.stylegan2_checkpoint value: the workflow trains it first
+
+
+def stylegan2_init():
+    """The StyleGAN2 checkpoint BlendGAN starts from: a file, the output of train_stylegan2
+    (value "train"), or None (from scratch)."""
+    value = (config.get("blendgan") or {}).get("stylegan2_checkpoint")
+    return model_path("stylegan2") if value == TRAIN_STYLEGAN2 else value
+
+
+def blendgan_config(overrides=None):
+    """The blendgan section (+ overrides) with stylegan2_checkpoint resolved to a file."""
+    cfg = merged(config.get("blendgan") or {}, overrides)
+    cfg["stylegan2_checkpoint"] = stylegan2_init()
+    return cfg
+
+
+def blendgan_section():
+    return shlex.quote(json.dumps(blendgan_config(), sort_keys=True))
+
+
 def train_threads(name):
     return int(((config.get(name) or {}).get("loop") or {}).get("threads") or 1)
 
@@ -27,6 +49,8 @@ def model_path(name):
 
 def training_targets():
     targets = [model_path(n) for n in ("style_encoder", "blendgan", "psp", "finetune")]
+    if stylegan2_init() == model_path("stylegan2"):
+        targets.append(model_path("stylegan2"))
     targets += [f"{OUT}/eval/psp_probe.json", f"{OUT}/eval/finetune_probe.json"]
     if uses_demo():
         targets += [f"{OUT}/eval/style_encoder_probe.json", f"{OUT}/eval/blendgan_probe.json"]
@@ -52,7 +76,7 @@ def merged(base, overrides):
 def gram_blendgan_section():
     """blendgan's section + ablation.blendgan overrides, as the Gram ablation (supplement D):
     z_s = the frozen encoder's Gram vector, every stylised sample reference-guided."""
-    cfg = merged(config.get("blendgan") or {}, ablation_cfg().get("blendgan"))
+    cfg = blendgan_config(ablation_cfg().get("blendgan"))
     cfg.update(style_embedding="gram", reference_fraction=1.0)
     return shlex.quote(json.dumps(cfg, sort_keys=True))
 

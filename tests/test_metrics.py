@@ -32,6 +32,21 @@ def test_fid_identical_sets_is_zero_and_grows_with_shift():
     assert far == pytest.approx(8.0, rel=0.2)  # |mu1 - mu2|^2 = d * 1^2, same covariance
 
 
+def test_fid_calibration_halves_the_real_set():
+    """Samples are compared with real half B at the samples' count; half A calibrates."""
+    real = gaussian(300, 8, seed=3)
+    a_idx, b_idx = fid.real_halves(len(real), seed=0)
+    assert len(a_idx) == len(b_idx) == 150 and not set(a_idx) & set(b_idx)
+    same = fid.compare(real[b_idx], real, kid_subsets=5, seed=0)  # half B itself: FID 0
+    assert same["fid"] == pytest.approx(0, abs=1e-6) and same["fid_calibration"] > 0
+    like = fid.compare(gaussian(100, 8, seed=4), real, kid_subsets=5, seed=0)
+    far = fid.compare(gaussian(100, 8, shift=1.0, seed=4), real, kid_subsets=5, seed=0)
+    assert like["n_fake"] == like["n_real"] == 100 and like["n_real_total"] == 300
+    assert 0.5 < like["fid_ratio"] < 2 < far["fid_ratio"]
+    with pytest.raises(ValueError):
+        fid.compare(gaussian(5, 8), real[:3], kid_subsets=2, seed=0)
+
+
 def test_fid_of_known_gaussians():
     # closed form: N(0, I) vs N(0, 4I) in d dims -> d * (1 + 4 - 2 * 2) = d
     assert fid.frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), 4 * np.eye(3)) == pytest.approx(3.0)
@@ -277,8 +292,10 @@ def test_metrics_read_sample_sets_in_batches(tiny, tmp_path):
     assert lpips.diversity(data, random_lpips(tmp_path / "l.pt"))["computed"]
     torch.save(inception.FIDInception().state_dict(), tmp_path / "inception.pt")
     rec = fid.evaluate(data, tiny["lmdb"], tiny["lmdb"], tmp_path / "inception.pt", tmp_path,
-                       n_real=3, kid_subsets=2)
-    assert rec["computed"] and rec["results"]["natural"]["n_fake"] == 6
+                       n_real=8, kid_subsets=2)
+    nat = rec["results"]["natural"]
+    assert rec["computed"] and nat["n_fake"] == nat["n_real"] == 4  # half of the 8 reals
+    assert "fid_calibration" in nat and "kid_calibration" in nat
     sets = ("natural", "latent", "reference", "references", "diversity")
     read = {name: data[name].largest_read for name in sets}
     assert read == {"natural": 2, "latent": 2, "reference": 2, "references": 2, "diversity": 1}

@@ -22,6 +22,7 @@ the actual hash, an offline or unreachable fetch gives the URL and how to place 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import http.client
 import os
@@ -68,6 +69,8 @@ class Entry:
     used_by: tuple = ()
     description: str = ""
     sha256_source: str = ""
+    bundled: str | None = None  # a copy shipped in this package (path beside the registry)
+    recipe: str = ""            # how a bundled file was made (and how to make it again)
 
     @property
     def checksum_label(self) -> str:
@@ -79,7 +82,8 @@ class Entry:
 
 
 def load_registry(path: str | Path | None = None) -> dict[str, Entry]:
-    data = yaml.safe_load(Path(path or REGISTRY).read_text()) or {}
+    path = Path(path or REGISTRY)
+    data = yaml.safe_load(path.read_text()) or {}
     entries = {}
     for item in data.get("files") or []:
         item = dict(item)
@@ -91,6 +95,10 @@ def load_registry(path: str | Path | None = None) -> dict[str, Entry]:
             raise PretrainedError(f"registry: bad file name {entry.filename!r} for {entry.name}")
         if entry.sha256 and len(entry.sha256) != 64:
             raise PretrainedError(f"registry: sha256 of {entry.name} is not 64 hex digits")
+        if entry.bundled:
+            if not entry.sha256:
+                raise PretrainedError(f"registry: bundled file of {entry.name} needs its sha256")
+            entry = dataclasses.replace(entry, bundled=str(path.parent / entry.bundled))
         entries[entry.name] = entry
     return entries
 
@@ -325,6 +333,11 @@ def fetch(entry: Entry, folder: str | Path, *, offline: bool = False, files: dic
         log(f"{entry.name}: restored {target} from the download store")
         return target
     own = _user_copy(entry, files or {}, link_from)
+    if own is None and entry.bundled and Path(entry.bundled).is_file():
+        verify_file(entry, Path(entry.bundled), strict, pin=False)
+        _link(Path(entry.bundled), target)
+        log(f"{entry.name}: {target} from the copy shipped with the project (verified)")
+        return target
     if own is not None:
         verify_file(entry, own, strict, pin=False)
         _link(own, target)

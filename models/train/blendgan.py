@@ -37,7 +37,7 @@ from ..stylegan2 import Discriminator
 from .augment import hflip
 from .config import LoopConfig
 from .core import Phase, Trainer, all_reduce_mean_, lazy_adam, step_generator, to_device
-from .data import LMDBImages, StepLoader, check_lmdb, to_unit
+from .data import LMDBImages, StepLoader, check_lmdb, step_indices, to_unit
 from .losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 
 
@@ -72,6 +72,8 @@ class BlendGANConfig:
     ema_half_life_images: float = 10_000
     alpha_lr_mult: float = 1.0            # lr multiplier of the blending weights alpha (1 = paper;
                                           # the short demo raises it so alpha leaves its init of 1)
+    cache_style_codes: bool = True        # E_style codes of the style set (both flips) computed
+                                          # once: E_style is frozen and the set fixed
     eval_images: int = 256                # images per set for the FD-Estyle proxy
     sample_faces: int = 8                 # columns of the sample grid
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(
@@ -90,8 +92,12 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean.real))
 
 
+CODE_TABLE_MAX_BYTES = 2 << 30  # larger tables (the Gram ablation at paper scale): embed per batch
+
+
 class BlendGANTrainer(Trainer):
     name = "blendgan"
+    code_table = None  # (flips, N, dim) z_s of the style set, when cached
 
     def __init__(self, cfg: BlendGANConfig, dist, out, face: str, style: str | None,
                  style_encoder: str):
@@ -198,9 +204,40 @@ class BlendGANTrainer(Trainer):
         self.style_set = LMDBImages(check_lmdb(style), self.cfg.resolution)
         self.style_loader = StepLoader(self.style_set.as_uint8(), lp.batch, lp.seed + 1,
                                        self.dist.rank, self.dist.world, lp.workers)
+        if self.cfg.cache_style_codes:
+            self.code_table = self.build_code_table()
 
     def style_batch(self, step) -> torch.Tensor:
         return self.style_loader.get(step)
+
+    @torch.no_grad()
+    def build_code_table(self) -> torch.Tensor | None:
+        """z_s of every style image and of its mirror image, as the training batches see them
+        (same resolution, same flip), so a step looks its codes up instead of running E_style."""
+        n, flips = len(self.style_set), 2 if self.cfg.xflip else 1
+        if flips * n * self.z_style_dim * 4 > CODE_TABLE_MAX_BYTES:
+            self.log(f"style codes not cached: {flips} x {n} x {self.z_style_dim} floats "
+                     f"exceed {CODE_TABLE_MAX_BYTES >> 30} GiB")
+            return None
+        table = torch.empty(flips, n, self.z_style_dim, device=self.device)
+        for start in range(0, n, 64):
+            stop = min(n, start + 64)
+            images = torch.stack([self.style_set[i] for i in range(start, stop)]).to(self.device)
+            for flip in range(flips):
+                table[flip, start:stop] = self.embed(images.flip(3) if flip else images)
+        return table
+
+    def real_style_codes(self, step: int, style: torch.Tensor, flipped) -> torch.Tensor:
+        """z_s of this step's style batch: from the code table (the loader's indices of
+        ``step`` and the flip flags), else through E_style now."""
+        if self.code_table is None:
+            return self.embed(style)
+        lp = self.cfg.loop
+        idx = self.dist.local(torch.tensor(step_indices(len(self.style_set), lp.batch,
+                                                        lp.seed + 1, step)))
+        idx = to_device(idx, self.device)
+        flip = flipped.long() if flipped is not None else torch.zeros_like(idx)
+        return self.code_table[flip, idx]
 
     # ----------------------------------------------------------------------- batches
     def pair_local(self, t, dim=0):
@@ -225,9 +262,11 @@ class BlendGANTrainer(Trainer):
         style = to_unit(to_device(self.style_batch(step), dev))
         # Draws are made on the host (CPU generator, the same stream on every rank and device)
         # and copied with to_device: no host sync.
+        style_flipped = None
         if cfg.xflip:
             face = hflip(face, to_device(dist.local(torch.rand(B, generator=gen) < 0.5), dev))
-            style = hflip(style, to_device(dist.local(torch.rand(B, generator=gen) < 0.5), dev))
+            style_flipped = to_device(dist.local(torch.rand(B, generator=gen) < 0.5), dev)
+            style = hflip(style, style_flipped)
         z_face = to_device(self.pair_local(torch.randn(4, 2 * B, D, generator=gen), 1), dev)
         mix = bool(torch.rand((), generator=gen) < cfg.mixing)
         inject = int(torch.randint(1, self.g.n_latent, (), generator=gen))
@@ -237,7 +276,7 @@ class BlendGANTrainer(Trainer):
         use_ref = to_device(dist.local(torch.rand(B, generator=gen) < cfg.reference_fraction), dev)
         indicator = to_device(dist.local(torch.randint(0, cfg.indicator_max + 1, (B,),
                                                        generator=gen)), dev)
-        z_real = self.embed(style)
+        z_real = self.real_style_codes(step, style, style_flipped)
         # The ablation is reference-guided only (z_latent is still drawn: same random stream).
         z_style = z_real if self.gram else torch.where(use_ref.unsqueeze(1), z_real, z_latent)
         return {"face": face, "style": style, "z_real": z_real, "z_style": z_style,

@@ -339,6 +339,11 @@ class Trainer(abc.ABC):
         """(models, extra) of the final checkpoint."""
         return self.models, {}
 
+    def save_final(self, path, config: dict, extra: dict) -> Path:
+        """Write the final checkpoint (this project's format unless a trainer overrides it)."""
+        models, own = self.final_checkpoint()
+        return save_checkpoint(path, models, config=config, extra={**extra, **own})
+
     def close(self):
         pass
 
@@ -579,9 +584,7 @@ def run(trainer: Trainer, config: dict, final_path, stop_after_images: int | Non
     snapshot()
     final = None
     if dist.main:
-        models, extra = trainer.final_checkpoint()
-        extra = {"images": images, "step": step, **extra}
-        final = save_checkpoint(final_path, models, config=config, extra=extra)
+        final = trainer.save_final(final_path, config, {"images": images, "step": step})
         trainer.log(f"final checkpoint {final} ({images} images, {time.time() - t0:.1f}s)")
     stats.close()
     trainer.close()

@@ -4,7 +4,8 @@
         --weights auto --cache-dir DIR --out fid.json
 
 Three comparisons: latent-guided outputs vs AAHQ, reference-guided outputs vs AAHQ, natural
-outputs (i = 18) vs FFHQ. FID: Frechet distance of Gaussian fits (exact trace formulas, no
+outputs (i = 18) vs FFHQ. Each beside its calibration (SPEC 5): the real set is split into two
+seeded halves; outputs are compared with half B, and half A with half B at the same count. FID: Frechet distance of Gaussian fits (exact trace formulas, no
 scipy sqrtm). KID: unbiased MMD^2 with the cubic polynomial kernel, mean and std over random subsets
 (Binkowski et al. 2018). Both are biased by small sample counts (FID much more than KID); the
 JSON records the counts, so demo numbers are never mistaken for paper numbers.
@@ -88,12 +89,42 @@ def kid_from_features(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_s
     return float(np.mean(vals)), float(np.std(vals))
 
 
+def real_halves(n_real: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint halves of the real set's positions (seeded): half B is what the samples are
+    compared against, half A calibrates the comparison."""
+    perm = np.random.default_rng(seed).permutation(n_real)
+    half = n_real // 2
+    return np.sort(perm[:half]), np.sort(perm[half:2 * half])
+
+
+def compare(fake: np.ndarray, real: np.ndarray, kid_subsets: int, seed: int) -> dict:
+    """FID/KID of ``fake`` against half B of ``real``, beside the calibration: half A against
+    half B at the same sample count. FID is strongly biased at small counts; the ratio
+    fid / fid_calibration is what a small run can be read by (1 = as close as two real halves)."""
+    a_idx, b_idx = real_halves(len(real), seed)
+    n = min(len(fake), len(b_idx))
+    if n < 2:
+        raise ValueError(f"FID needs at least 2 samples and 4 real images (got {len(fake)} "
+                         f"and {len(real)})")
+    fake, half_a, half_b = fake[:n], real[a_idx[:n]], real[b_idx[:n]]
+    kid, kid_std = kid_from_features(fake, half_b, kid_subsets, seed=seed)
+    kid_cal, kid_cal_std = kid_from_features(half_a, half_b, kid_subsets, seed=seed)
+    fid, fid_cal = fid_from_features(fake, half_b), fid_from_features(half_a, half_b)
+    return {"fid": fid, "fid_calibration": fid_cal,
+            "fid_ratio": fid / fid_cal if fid_cal > 0 else None,
+            "kid": kid, "kid_std": kid_std, "kid_calibration": kid_cal,
+            "kid_calibration_std": kid_cal_std, "n_fake": n, "n_real": n,
+            "n_real_total": len(real)}
+
+
 def evaluate(samples, style_lmdb, face_lmdb, weights="auto", cache_dir=".", n_real=None,
              kid_subsets=100, seed=0, device="cpu") -> dict:
     data = open_sets(samples)
     settings = {"weights_setting": weights, "n_real": n_real, "kid_subsets": kid_subsets,
                 "kid_kernel": "cubic polynomial (x.y/d + 1)^3", "seed": seed,
-                "preprocess": "8-bit quantise, bilinear 299x299, (x-128)/128"}
+                "preprocess": "8-bit quantise, bilinear 299x299, (x-128)/128",
+                "calibration": "real half A vs real half B at the samples' count; samples "
+                               "are compared with half B"}
     inputs = {"samples": str(data.path), "style_lmdb": str(style_lmdb), "face_lmdb": str(face_lmdb)}
     path, why = resolve_weights(weights, cache_dir)
     if path is None:
@@ -104,16 +135,15 @@ def evaluate(samples, style_lmdb, face_lmdb, weights="auto", cache_dir=".", n_re
     real_feats = {}
     with Timer() as total:
         for name, key, real in COMPARISONS:
+            if key not in data:
+                continue
             if real not in real_feats:
                 lmdb = style_lmdb if real == "style" else face_lmdb
                 indices = lmdb_indices(lmdb, n_real, seed)
                 real_feats[real] = batch_features(net, lmdb_batches(lmdb, resolution, indices), device)
             fake = batch_features(net, map(from_uint8, data[key].batches()), device)
-            ref = real_feats[real]
-            kid, kid_std = kid_from_features(fake, ref, kid_subsets, seed=seed)
-            results[name] = {"fid": fid_from_features(fake, ref), "kid": kid, "kid_std": kid_std,
-                             "n_fake": len(fake), "n_real": len(ref),
-                             "real_set": "AAHQ (style LMDB)" if real == "style" else "FFHQ (face LMDB)"}
+            results[name] = dict(compare(fake, real_feats[real], kid_subsets, seed),
+                                 real_set="AAHQ (style LMDB)" if real == "style" else "FFHQ (face LMDB)")
     timing["seconds"] = round(total.seconds, 1)
     return {"metric": "fid_kid", "computed": True, "weights": why, "results": results,
             "resolution": resolution, "inputs": inputs, "settings": settings,
@@ -127,7 +157,8 @@ def main(argv=None):
     p.add_argument("--face-lmdb", required=True)
     p.add_argument("--weights", default="auto", help="state dict file, 'auto' or 'none'")
     p.add_argument("--cache-dir", default=".", help="where 'auto' keeps the converted weights")
-    p.add_argument("--n-real", type=int, default=None, help="real images per set (default: all)")
+    p.add_argument("--n-real", type=int, default=None,
+                   help="real images per set, split into two halves (default: all)")
     p.add_argument("--kid-subsets", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")

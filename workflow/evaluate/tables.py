@@ -23,8 +23,13 @@ def rows_of(rec: dict) -> list[tuple]:
     if m == "fid_kid":
         for variant, r in rec["results"].items():
             note = f"{r['n_fake']} generated vs {r['n_real']} {r['real_set']}; {rec.get('weights', '')}"
+            calibration = f"real half vs real half at n = {r['n_real']}"
             out += [(m, variant, "FID", r["fid"], note),
-                    (m, variant, "KID x 1e3", 1e3 * r["kid"], f"std {1e3 * r['kid_std']:.3g}")]
+                    (m, variant, "FID calibration", r["fid_calibration"], calibration),
+                    (m, variant, "FID / calibration", r["fid_ratio"] if r["fid_ratio"] is not None
+                     else "undefined", "1 = as close as two real halves"),
+                    (m, variant, "KID x 1e3", 1e3 * r["kid"], f"std {1e3 * r['kid_std']:.3g}"),
+                    (m, variant, "KID x 1e3 calibration", 1e3 * r["kid_calibration"], calibration)]
     elif m == "diversity_lpips":
         s = rec["settings"]
         out.append((m, "latent-guided", "mean pairwise LPIPS", rec["mean"],

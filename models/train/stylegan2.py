@@ -1,0 +1,200 @@
+"""Plain StyleGAN2 on one natural-face LMDB: the natural-domain generator BlendGAN starts from.
+
+    python -m models.train.stylegan2 --config CFG.yaml --data FFHQ_LMDB --out DIR --final G.pt
+
+The paper starts BlendGAN's face branch and D_face from a pretrained FFHQ StyleGAN2; this
+trainer makes one where no public checkpoint fits (another natural domain, another resolution,
+the demo's narrow networks). Recipe of StyleGAN2 config-f as rosinality's train.py runs it:
+non-saturating logistic loss, lazy R1 on reals, lazy path-length regularisation, style mixing
+on z, horizontal flips of the reals, an EMA copy of G. The final checkpoint is in rosinality's
+format (``g``, ``d``, ``g_ema`` state dicts and ``latent_avg``), which ``load_generator`` and
+``blendgan.stylegan2_checkpoint`` read like the official converted FFHQ file; it also carries
+this run's resolved config and counters (extra keys that rosinality's loaders ignore).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..stylegan2 import Discriminator, Generator
+from .augment import hflip
+from .config import LoopConfig
+from .core import Phase, Trainer, all_reduce_mean_, lazy_adam, step_generator, to_device
+from .data import LMDBImages, StepLoader, check_lmdb, to_unit
+from .losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
+
+
+@dataclass(frozen=True)
+class StyleGAN2Config:
+    resolution: int = 1024                # output size
+    style_dim: int = 512                  # z and w width
+    n_mlp: int = 8                        # mapping-network layers
+    channel_multiplier: int = 2           # config-f
+    channel_base: int = 16384             # width numerator; small for the demo's narrow nets
+    channel_max: int = 512                # width cap
+    lr_mlp: float = 0.01                  # mapping-network lr multiplier
+    stddev_group: int = 4                 # D minibatch-stddev group
+    lr: float = 0.002
+    betas: tuple[float, float] = (0.0, 0.99)
+    r1: float = 10.0                      # R1 gamma (config-f at 1024; far smaller at low res)
+    d_reg_every: int = 16
+    path_regularize: float = 2.0          # 0 switches the path-length term off
+    path_batch_shrink: int = 2
+    path_decay: float = 0.01
+    g_reg_every: int = 4
+    mixing: float = 0.9                   # style-mixing probability
+    xflip: bool = True                    # random horizontal flips of the reals
+    ema_half_life_images: float = 10_000  # NVlabs' ema_kimg = 10
+    sample_faces: int = 32                # images in the sample grid
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(
+        batch=32, total_images=25_000_000, log_every=10_000, sample_every=100_000,
+        snapshot_every=200_000, eval_every=0))
+
+
+class StyleGAN2Trainer(Trainer):
+    name = "stylegan2"
+
+    def __init__(self, cfg: StyleGAN2Config, dist, out, data: str):
+        super().__init__(cfg, dist, out)
+        torch.manual_seed(cfg.loop.seed)
+        widths = dict(channel_multiplier=cfg.channel_multiplier, channel_base=cfg.channel_base,
+                      channel_max=cfg.channel_max)
+        g = Generator(cfg.resolution, cfg.style_dim, cfg.n_mlp, lr_mlp=cfg.lr_mlp, **widths)
+        d = Discriminator(cfg.resolution, stddev_group=cfg.stddev_group, **widths)
+        g_ema = copy.deepcopy(g).eval().requires_grad_(False)
+        self.models = {"g": g.to(self.device), "d": d.to(self.device),
+                       "g_ema": g_ema.to(self.device)}
+        self.g, self.d, self.g_ema = self.models["g"], self.models["d"], self.models["g_ema"]
+        self.g_opt = lazy_adam(self.g.parameters(), cfg.lr, cfg.betas, cfg.g_reg_every)
+        self.d_opt = lazy_adam(self.d.parameters(), cfg.lr, cfg.betas, cfg.d_reg_every)
+        self.optimizers = {"g": self.g_opt, "d": self.d_opt}
+        self.ema_pairs = [("g_ema", "g")]
+        self.ema_half_life = cfg.ema_half_life_images
+        self.mean_path_length = torch.zeros((), device=self.device)
+        self.images = LMDBImages(check_lmdb(data), cfg.resolution)
+        self.loader = StepLoader(self.images.as_uint8(), cfg.loop.batch, cfg.loop.seed,
+                                 dist.rank, dist.world, cfg.loop.workers)
+
+    # ----------------------------------------------------------------------- batches
+    def get_batch(self, step):
+        cfg, dist, dev = self.cfg, self.dist, self.device
+        B, D = cfg.loop.batch, cfg.style_dim
+        gen = step_generator(cfg.loop.seed, step, "stylegan2")
+        real = to_unit(to_device(self.loader.get(step), dev))
+        if cfg.xflip:
+            real = hflip(real, to_device(dist.local(torch.rand(B, generator=gen) < 0.5), dev))
+        z = to_device(dist.local(torch.randn(4, B, D, generator=gen), 1), dev)
+        mix = bool(torch.rand((), generator=gen) < cfg.mixing)
+        inject = int(torch.randint(1, self.g.n_latent, (), generator=gen))
+        # A device tensor, n_latent when not mixing: one static graph either way (compile).
+        inject = to_device(torch.tensor(inject if mix else self.g.n_latent), dev)
+        return {"real": real, "z_d": z[:2], "z_g": z[2:], "inject": inject}
+
+    def split(self, batch, n):
+        if n == 1:
+            return [batch]
+        z_d, z_g = batch["z_d"].chunk(n, 1), batch["z_g"].chunk(n, 1)
+        return [{"real": r, "z_d": zd, "z_g": zg, "inject": batch["inject"]}
+                for r, zd, zg in zip(batch["real"].chunk(n), z_d, z_g)]
+
+    def fake(self, z, inject, return_latents=False):
+        return self.g(list(z), inject_index=inject, return_latents=return_latents)
+
+    # ----------------------------------------------------------------------- phases
+    def d_main(self, mb, step):
+        with torch.no_grad():
+            fake, _ = self.fake(mb["z_d"], mb["inject"])
+        real_pred, fake_pred = self.d(mb["real"]), self.d(fake)
+        loss = d_logistic_loss(real_pred, fake_pred)
+        return loss, {"loss": loss, "real_score": real_pred.mean(), "fake_score": fake_pred.mean()}
+
+    def d_reg(self, mb, step):
+        real = mb["real"].detach().requires_grad_(True)
+        r1 = d_r1_loss(self.d(real), real)
+        return self.cfg.r1 / 2 * r1 * self.cfg.d_reg_every, {"r1": r1}
+
+    def g_main(self, mb, step):
+        fake, _ = self.fake(mb["z_g"], mb["inject"])
+        loss = g_nonsaturating_loss(self.d(fake))
+        return loss, {"loss": loss}
+
+    def g_reg(self, mb, step):
+        """Path length on a shrunk batch; the running mean uses the global batch's lengths."""
+        cfg = self.cfg
+        b = max(1, mb["z_g"].shape[1] // cfg.path_batch_shrink)
+        fake, latents = self.fake(mb["z_g"][:, :b], mb["inject"], return_latents=True)
+        noise = torch.randn_like(fake) / np.sqrt(fake.shape[2] * fake.shape[3])
+        (grad,) = torch.autograd.grad((fake * noise).sum(), latents, create_graph=True)
+        lengths = torch.sqrt(grad.pow(2).sum(2).mean(1))
+        mean_now = lengths.detach().mean().reshape(1)
+        all_reduce_mean_([mean_now], self.dist)
+        self.mean_path_length = (self.mean_path_length
+                                 + cfg.path_decay * (mean_now[0] - self.mean_path_length))
+        penalty = (lengths - self.mean_path_length).pow(2).mean()
+        loss = cfg.path_regularize * cfg.g_reg_every * penalty
+        return loss, {"path_penalty": penalty, "path_length": lengths.mean()}
+
+    def phases(self):
+        cfg = self.cfg
+        g_params, d_params = list(self.g.parameters()), list(self.d.parameters())
+        phases = [Phase("G_main", g_params, self.g_opt, self.g_main)]
+        if cfg.path_regularize > 0 and cfg.g_reg_every > 0:
+            phases.append(Phase("G_reg", g_params, self.g_opt, self.g_reg, cfg.g_reg_every,
+                                double_backward=True))
+        phases.append(Phase("D_main", d_params, self.d_opt, self.d_main))
+        if cfg.r1 > 0 and cfg.d_reg_every > 0:
+            phases.append(Phase("D_reg", d_params, self.d_opt, self.d_reg, cfg.d_reg_every,
+                                double_backward=True))
+        return phases
+
+    def extra_state(self):
+        return {"mean_path_length": self.mean_path_length.detach().cpu()}
+
+    def load_extra_state(self, state):
+        if "mean_path_length" in state:
+            self.mean_path_length = state["mean_path_length"].to(self.device)
+
+    # ----------------------------------------------------------------------- outputs
+    @torch.no_grad()
+    def sample(self):
+        n = self.cfg.sample_faces
+        gen = torch.Generator().manual_seed(self.cfg.loop.seed + 777)
+        z = torch.randn(n, self.cfg.style_dim, generator=gen).to(self.device)
+        image, _ = self.g_ema([z], randomize_noise=False)
+        return image, int(np.ceil(np.sqrt(n)))
+
+    def save_final(self, path, config: dict, extra: dict) -> Path:
+        """rosinality's layout: state dicts under g, d, g_ema, plus latent_avg (the truncation
+        centre); written to a temporary file and renamed."""
+        payload = {name: self.models[name].state_dict() for name in ("g", "d", "g_ema")}
+        payload["latent_avg"] = self.g_ema.mean_latent(4096, seed=0)[0].cpu()
+        payload.update(config=config, extra={**extra, "trainer": "stylegan2",
+                                             "mean_path_length": float(self.mean_path_length)})
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+        return path
+
+
+def main(argv=None):
+    from .cli import train_main
+
+    def add(p):
+        p.add_argument("--data", required=True, help="natural-face (FFHQ) LMDB folder")
+
+    return train_main(argv, StyleGAN2Config,
+                      lambda cfg, dist, out, a: StyleGAN2Trainer(cfg, dist, out, a.data),
+                      __doc__.split("\n\n")[0], add)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,123 @@
+"""The natural-domain StyleGAN2 trainer and BlendGAN starting from its checkpoint; BlendGAN's
+cached style codes against the encoder run per batch."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_helpers import (blendgan_cfg, encoder_cfg, loop, tiny_style_and_face,  # noqa: E402
+                           write_yaml)
+
+from models.checkpoint import load_generator, load_stylegan2  # noqa: E402
+from models.train import blendgan as bg  # noqa: E402
+from models.train import style_encoder as se  # noqa: E402
+from models.train import stylegan2 as sg  # noqa: E402
+from models.train.config import from_dict  # noqa: E402
+from models.train.core import Dist, read_stats  # noqa: E402
+
+CPU = Dist()
+
+
+def stylegan2_cfg(**kw):
+    cfg = dict(resolution=16, style_dim=16, n_mlp=2, channel_base=64, channel_max=16,
+               r1=0.1, sample_faces=4, loop=loop(total_images=16))
+    cfg.update(kw)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sg2")
+    style, _, face = tiny_style_and_face(root)
+    return {"root": root, "style": style, "face": face}
+
+
+@pytest.fixture(scope="module")
+def stylegan2_ckpt(data):
+    cfg = write_yaml(data["root"] / "sg.yaml", stylegan2_cfg())
+    return sg.main(["--config", str(cfg), "--data", str(data["face"]),
+                    "--out", str(data["root"] / "sg"), "--final", str(data["root"] / "sg.pt")])
+
+
+@pytest.fixture(scope="module")
+def encoder_ckpt(data):
+    cfg = write_yaml(data["root"] / "se.yaml", encoder_cfg(loop=loop(total_images=8)))
+    return se.main(["--config", str(cfg), "--data", str(data["style"]),
+                    "--out", str(data["root"] / "se")])
+
+
+def test_cli_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        sg.main(["--help"])
+    assert e.value.code == 0 and "--data" in capsys.readouterr().out
+
+
+def test_losses_fall_on_fixed_batch(data, tmp_path):
+    t = sg.StyleGAN2Trainer(from_dict(sg.StyleGAN2Config, stylegan2_cfg()), CPU, tmp_path,
+                            str(data["face"]))
+    phases = {p.name: p for p in t.phases()}
+    assert list(phases) == ["G_main", "G_reg", "D_main", "D_reg"]
+    batch = t.get_batch(0)
+    for params, name in ((t.d.parameters(), "D_main"), (t.g.parameters(), "G_main")):
+        for p in list(t.g.parameters()) + list(t.d.parameters()):
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        losses = []
+        for _ in range(10):
+            phases[name].optimizer.zero_grad(set_to_none=True)
+            loss, _ = phases[name].loss(batch, 1)
+            loss.backward()
+            phases[name].optimizer.step()
+            losses.append(float(loss.detach()))
+        assert losses[-1] < losses[0], (name, losses)
+
+
+def test_checkpoint_is_rosinality_format(stylegan2_ckpt, data):
+    raw = torch.load(stylegan2_ckpt, map_location="cpu", weights_only=True)
+    assert {"g", "d", "g_ema", "latent_avg"} <= set(raw)
+    assert raw["latent_avg"].shape == (16,)
+    assert raw["extra"]["images"] == 16 and raw["config"]["resolution"] == 16
+    ck = load_stylegan2(stylegan2_ckpt)  # strict: no missing or unexpected key
+    assert ck["d"].size == 16 and ck["g_ema"].resolution == 16
+    g = load_generator(stylegan2_ckpt)
+    z = torch.randn(3, 16)
+    out = g.generate(z)
+    assert out.shape == (3, 3, 16, 16) and out.abs().max() <= 1
+    assert torch.equal(out, g.generate(z, torch.randn(3, 16), indicator=18))
+    assert any("D_main/loss" in r for r in read_stats(data["root"] / "sg" / "stats.jsonl"))
+    assert list((data["root"] / "sg" / "samples").glob("*.png"))
+
+
+def test_blendgan_starts_from_the_stylegan2_checkpoint(stylegan2_ckpt, encoder_ckpt, data,
+                                                       tmp_path):
+    cfg = from_dict(bg.BlendGANConfig, blendgan_cfg(stylegan2_checkpoint=str(stylegan2_ckpt)))
+    t = bg.BlendGANTrainer(cfg, CPU, tmp_path, str(data["face"]), str(data["style"]),
+                           str(encoder_ckpt))
+    natural = load_generator(stylegan2_ckpt)
+    z = torch.randn(4, 16)
+    torch.testing.assert_close(t.g_ema.generate(z), natural.generate(z))
+    raw = torch.load(stylegan2_ckpt, map_location="cpu", weights_only=True)
+    for k, v in raw["d"].items():
+        assert torch.equal(t.ds[0].state_dict()[k], v), k  # D_face from the checkpoint's d
+
+
+def test_cached_style_codes_equal_codes_of_the_batch(encoder_ckpt, data, tmp_path):
+    """The code table gives what E_style gives on the step's (flipped) style images."""
+    kw = dict(blendgan_cfg(), loop=loop(batch=8))
+    cached = bg.BlendGANTrainer(from_dict(bg.BlendGANConfig, kw), CPU, tmp_path / "a",
+                                str(data["face"]), str(data["style"]), str(encoder_ckpt))
+    plain = bg.BlendGANTrainer(from_dict(bg.BlendGANConfig, dict(kw, cache_style_codes=False)),
+                               CPU, tmp_path / "b", str(data["face"]), str(data["style"]),
+                               str(encoder_ckpt))
+    assert cached.code_table is not None and plain.code_table is None
+    for step in (0, 3, 7):  # 24 images, batch 8: steps cross epochs
+        a, b = cached.get_batch(step), plain.get_batch(step)
+        assert torch.equal(a["style"], b["style"])
+        torch.testing.assert_close(a["z_real"], b["z_real"], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(a["z_real"], plain.embed(a["style"]), rtol=1e-5, atol=1e-5)
