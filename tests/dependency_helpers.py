@@ -136,11 +136,14 @@ def third_party_imports(module: str) -> set[str]:
 
 
 def imports_of_files(paths) -> set[str]:
+    """Top-level names of the absolute, non-standard-library imports in these files."""
     found = set()
     for path in paths:
-        for name in _imported_names(ast.parse(path.read_text()), ""):
-            if name:
-                found.add(name.split(".")[0])
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                found.add(node.module.split(".")[0])
     return {t for t in found if t not in sys.stdlib_module_names and t != "__future__"}
 
 
