@@ -91,3 +91,17 @@ def test_citation_file_cites_the_paper_and_the_project():
     paper = cff["preferred-citation"]
     assert paper["title"].startswith("BlendGAN") and paper["year"] == 2021
     assert paper["authors"][0] == {"family-names": "Liu", "given-names": "Mingcong"}
+
+
+def test_ci_runs_the_readme_commands():
+    """.ci/run reads the two commands from the README's "Two commands" section: the workflow
+    on the runtime requirements alone, ending with the report, then the tests."""
+    import re
+
+    section = (ROOT / "README.md").read_text().split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    main, tests = [b.strip() for b in re.findall(r"```bash\n(.*?)\n```", section, flags=re.S)]
+    assert re.search(r"pip install torch==\S+ -e \. &&", main)  # no extras: runtime only
+    assert main.endswith("--report-after-run --report results/report.html")
+    assert '-e ".[test]"' in tests and tests.endswith("python -m pytest -q")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "## Two commands" in ci and "pip install" not in ci  # nothing installed beside them
