@@ -32,9 +32,9 @@ include: "rules/evaluate.smk"
 
 
 rule all:
+    default_target: True
     input:
         dataset_targets(),
         pretrained_targets(),
         training_targets(),
         evaluation_targets(),
-    default_target: True

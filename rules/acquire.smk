@@ -19,14 +19,15 @@ for _dataset in [d for d in DATASETS if acquire_enabled(d)]:
             **acquire_inputs(_dataset),
         output:
             **acquire_outputs(_dataset),
-        params:
-            cmd=acquire_command(_dataset),
         log:
             f"{OUT}/logs/acquire/{_dataset}.log",
         benchmark:
             f"{OUT}/benchmarks/acquire/{_dataset}.tsv"
-        threads: 1
+        localrule: True  # on a cluster: the submitting node, usually the one with internet
         conda:
             "../envs/data.yaml"
+        threads: 1
+        params:
+            cmd=acquire_command(_dataset),
         shell:
             "{params.cmd} > {log:q} 2>&1"

@@ -6,19 +6,19 @@ rule train_stylegan2:
         face=f"{OUT}/data/face/lmdb",
     output:
         checkpoint=model_path("stylegan2"),
-    params:
-        cfg=train_section("stylegan2"),
-        out=lambda w, output: os.path.dirname(output.checkpoint),
-        launcher=lambda w, resources: train_launcher("models.train.stylegan2", resources.gpu),
     log:
         f"{OUT}/logs/train_stylegan2.log",
     benchmark:
         f"{OUT}/benchmarks/train_stylegan2.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: train_threads("stylegan2")
     resources:
         gpu=int(config.get("gpus", 0)),
-    conda:
-        "../envs/train.yaml"
+    params:
+        cfg=train_section("stylegan2"),
+        out=lambda w, output: os.path.dirname(output.checkpoint),
+        launcher=lambda w, resources: train_launcher("models.train.stylegan2", resources.gpu),
     shell:
         "{params.launcher} --config-json {params.cfg} --set loop.threads={threads}"
         " --data {input.face} --out {params.out} --final {output.checkpoint} > {log} 2>&1"
@@ -32,19 +32,19 @@ rule train_blendgan:
         init=pretrained_input(stylegan2_init()),
     output:
         checkpoint=model_path("blendgan"),
-    params:
-        cfg=blendgan_section(),
-        out=lambda w, output: os.path.dirname(output.checkpoint),
-        launcher=lambda w, resources: train_launcher("models.train.blendgan", resources.gpu),
     log:
         f"{OUT}/logs/train_blendgan.log",
     benchmark:
         f"{OUT}/benchmarks/train_blendgan.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: train_threads("blendgan")
     resources:
         gpu=int(config.get("gpus", 0)),
-    conda:
-        "../envs/train.yaml"
+    params:
+        cfg=blendgan_section(),
+        out=lambda w, output: os.path.dirname(output.checkpoint),
+        launcher=lambda w, resources: train_launcher("models.train.blendgan", resources.gpu),
     shell:
         "{params.launcher} --config-json {params.cfg} --set loop.threads={threads}"
         " --face {input.face} --style {input.style} --style-encoder {input.encoder}"
@@ -59,19 +59,19 @@ rule train_blendgan_gram:
         init=pretrained_input(stylegan2_init()),
     output:
         checkpoint=model_path("blendgan_gram"),
-    params:
-        cfg=gram_blendgan_section(),
-        out=lambda w, output: os.path.dirname(output.checkpoint),
-        launcher=lambda w, resources: train_launcher("models.train.blendgan", resources.gpu),
     log:
         f"{OUT}/logs/train_blendgan_gram.log",
     benchmark:
         f"{OUT}/benchmarks/train_blendgan_gram.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: train_threads("blendgan")
     resources:
         gpu=int(config.get("gpus", 0)),
-    conda:
-        "../envs/train.yaml"
+    params:
+        cfg=gram_blendgan_section(),
+        out=lambda w, output: os.path.dirname(output.checkpoint),
+        launcher=lambda w, resources: train_launcher("models.train.blendgan", resources.gpu),
     shell:
         "{params.launcher} --config-json {params.cfg} --set loop.threads={threads}"
         " --face {input.face} --style {input.style} --style-encoder {input.encoder}"
@@ -82,17 +82,17 @@ rule demo_ood_reference:
     output:
         image=f"{OUT}/demo/ood/reference.png",
         truth=f"{OUT}/demo/ood/reference.json",
-    params:
-        out=lambda w, output: os.path.dirname(output.image),
-        seed=config["seed"],
-        size=config["alignment"]["size"],
     log:
         f"{OUT}/logs/demo_ood_reference.log",
     benchmark:
         f"{OUT}/benchmarks/demo_ood_reference.tsv"
-    threads: 1
     conda:
         "../envs/data.yaml"
+    threads: 1
+    params:
+        out=lambda w, output: os.path.dirname(output.image),
+        seed=config["seed"],
+        size=config["alignment"]["size"],
     shell:
         "python -m workflow.demo.ood --out {params.out} --seed {params.seed} --size {params.size}"
         " > {log} 2>&1"
@@ -106,21 +106,24 @@ rule finetune_blendgan:
         style=f"{OUT}/data/style/lmdb",
     output:
         checkpoint=model_path("finetune"),
-    params:
-        cfg=finetune_section(),
-        reference=lambda w, input: f"--reference {input.reference}" if "reference" in input.keys()
-        else f"--reference-lmdb {input.style}",
-        out=lambda w, output: os.path.dirname(output.checkpoint),
-        launcher=lambda w, resources: train_launcher("models.train.finetune", resources.gpu),
     log:
         f"{OUT}/logs/finetune_blendgan.log",
     benchmark:
         f"{OUT}/benchmarks/finetune_blendgan.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: train_threads("finetune")
     resources:
         gpu=int(config.get("gpus", 0)),
-    conda:
-        "../envs/train.yaml"
+    params:
+        cfg=finetune_section(),
+        reference=lambda w, input: (
+            f"--reference {input.reference}"
+            if "reference" in input.keys()
+            else f"--reference-lmdb {input.style}"
+        ),
+        out=lambda w, output: os.path.dirname(output.checkpoint),
+        launcher=lambda w, resources: train_launcher("models.train.finetune", resources.gpu),
     shell:
         "{params.launcher} --config-json {params.cfg} --set loop.threads={threads}"
         " --checkpoint {input.checkpoint} --face {input.face} {params.reference}"
@@ -135,15 +138,15 @@ rule probe_finetune:
         face=f"{OUT}/data/face/lmdb",
     output:
         probe=f"{OUT}/eval/finetune_probe.json",
-    params:
-        seed=config["seed"],
     log:
         f"{OUT}/logs/probe_finetune.log",
     benchmark:
         f"{OUT}/benchmarks/probe_finetune.tsv"
-    threads: 1
     conda:
         "../envs/train.yaml"
+    threads: 1
+    params:
+        seed=config["seed"],
     shell:
         "python -m workflow.evaluate.finetune_probe --base {input.base} --finetune {input.finetune}"
         " --style-lmdb {input.style} --face-lmdb {input.face} --seed {params.seed}"
@@ -158,15 +161,15 @@ rule probe_blendgan:
         truth=f"{OUT}/demo/truth.json",
     output:
         probe=f"{OUT}/eval/blendgan_probe.json",
-    params:
-        stats=f"{OUT}/models/blendgan/stats.jsonl",
     log:
         f"{OUT}/logs/probe_blendgan.log",
     benchmark:
         f"{OUT}/benchmarks/probe_blendgan.tsv"
-    threads: 1
     conda:
         "../envs/train.yaml"
+    threads: 1
+    params:
+        stats=f"{OUT}/models/blendgan/stats.jsonl",
     shell:
         "python -m workflow.evaluate.style_probe blendgan --checkpoint {input.checkpoint}"
         " --encoder {input.encoder} --data {input.style} --truth {input.truth}"

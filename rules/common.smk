@@ -3,6 +3,13 @@ import json
 import os
 import shlex
 
+# Every job imports the project from this checkout, so a conda environment (--sdm conda) needs
+# no install of it and a run from another --directory finds it too. Set inside the job's shell:
+# Snakemake drops PYTHONPATH from the environment of conda jobs. Braces are doubled because
+# Snakemake formats the prefix like a shell command.
+_CHECKOUT = shlex.quote(workflow.basedir).replace("{", "{{").replace("}", "}}")
+shell.prefix("set -euo pipefail; export PYTHONPATH=%s${{PYTHONPATH:+:$PYTHONPATH}}; " % _CHECKOUT)
+
 OUT = config["output_dir"]
 DATASETS = ["style", "face"]
 WORKERS = config.get("workers", 2)
@@ -69,7 +76,9 @@ def acquire_config(dataset):
     cfg = (config.get("datasets") or {}).get(dataset) or {}
     source = cfg.get("source", "demo")
     if source not in ACQUIRE_SOURCES[dataset]:
-        raise ValueError(f"datasets.{dataset}.source: {source!r} is not one of {ACQUIRE_SOURCES[dataset]}")
+        raise ValueError(
+            f"datasets.{dataset}.source: {source!r} is not one of {ACQUIRE_SOURCES[dataset]}"
+        )
     return cfg
 
 
@@ -134,18 +143,27 @@ def acquire_command(dataset):
     if source == "folder":
         # A face folder holds official aligned FFHQ images of one size; a style folder anything.
         size = str(cfg.get("aligned_size") or 0)
-        args = ["-m", "workflow.dataset.ffhq", "--folder", cfg["folder"], "--size", size,
-                "--label", dataset] + common + _client_flags(delay, download)
+        args = ["-m", "workflow.dataset.ffhq", "--folder", cfg["folder"], "--size", size]
+        args += ["--label", dataset] + common + _client_flags(delay, download)
     elif source == "aahq_json":
-        args = ["-m", "workflow.dataset.aahq", "--json", cfg["aahq_json"]] + common \
+        args = (
+            ["-m", "workflow.dataset.aahq", "--json", cfg["aahq_json"]]
+            + common
             + _client_flags(delay, download)
+        )
     elif source == "ffhq_json":
-        args = ["-m", "workflow.dataset.ffhq", "--metadata", cfg["ffhq_json"]] + common \
+        args = (
+            ["-m", "workflow.dataset.ffhq", "--metadata", cfg["ffhq_json"]]
+            + common
             + _client_flags(delay, download)
+        )
     elif source == "artstation":
         art = cfg.get("artstation") or {}
-        args = ["-m", "workflow.dataset.scrape"] + common \
+        args = (
+            ["-m", "workflow.dataset.scrape"]
+            + common
             + _client_flags(art.get("delay", delay), download)
+        )
         if art.get("base_url"):
             args += ["--base-url", art["base_url"]]
         if art.get("channel"):

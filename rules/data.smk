@@ -8,6 +8,13 @@ rule demo_portraits:
         style_landmarks=f"{OUT}/demo/style/landmarks.json",
         face_landmarks=f"{OUT}/demo/face/landmarks.json",
         truth=f"{OUT}/demo/truth.json",
+    log:
+        f"{OUT}/logs/demo_portraits.log",
+    benchmark:
+        f"{OUT}/benchmarks/demo_portraits.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: WORKERS
     params:
         out=lambda w, output: os.path.dirname(output.truth),
         seed=config["seed"],
@@ -15,13 +22,6 @@ rule demo_portraits:
         n_face=config["demo"]["n_face"],
         canvas=config["demo"]["canvas"],
         identities=config["demo"]["identities"],
-    log:
-        f"{OUT}/logs/demo_portraits.log",
-    benchmark:
-        f"{OUT}/benchmarks/demo_portraits.tsv"
-    threads: WORKERS
-    conda:
-        "../envs/data.yaml"
     shell:
         "python -m workflow.demo.generate --out {params.out} --seed {params.seed}"
         " --n-style {params.n_style} --n-face {params.n_face} --canvas {params.canvas}"
@@ -34,16 +34,16 @@ rule landmarks:
         given=lambda w: given_landmarks(w.dataset),
     output:
         f"{OUT}/data/{{dataset}}/landmarks.json",
-    params:
-        backend=lambda w: dataset_cfg(w.dataset).get("landmarks", "file"),
-        given=lambda w, input: f"--file {input.given}" if input.given else "",
     log:
         f"{OUT}/logs/landmarks_{{dataset}}.log",
     benchmark:
         f"{OUT}/benchmarks/landmarks_{{dataset}}.tsv"
-    threads: WORKERS
     conda:
         "../envs/data.yaml"
+    threads: WORKERS
+    params:
+        backend=lambda w: dataset_cfg(w.dataset).get("landmarks", "file"),
+        given=lambda w, input: f"--file {input.given}" if input.given else "",
     shell:
         "python -m workflow.dataset.landmarks --raw {input.raw} --backend {params.backend}"
         " {params.given} --out {output} --workers {threads} > {log} 2>&1"
@@ -56,17 +56,17 @@ rule align:
     output:
         aligned=directory(f"{OUT}/data/{{dataset}}/aligned"),
         records=f"{OUT}/data/{{dataset}}/alignment.jsonl",
-    params:
-        size=config["alignment"]["size"],
-        method=config["alignment"]["method"],
-        max_pixels=config["alignment"]["max_pixels"],
     log:
         f"{OUT}/logs/align_{{dataset}}.log",
     benchmark:
         f"{OUT}/benchmarks/align_{{dataset}}.tsv"
-    threads: WORKERS
     conda:
         "../envs/data.yaml"
+    threads: WORKERS
+    params:
+        size=config["alignment"]["size"],
+        method=config["alignment"]["method"],
+        max_pixels=config["alignment"]["max_pixels"],
     shell:
         "python -m workflow.dataset.align --raw {input.raw} --landmarks {input.landmarks}"
         " --out {output.aligned} --records {output.records} --size {params.size}"
@@ -81,15 +81,15 @@ rule filter_faces:
     output:
         accepted=f"{OUT}/data/{{dataset}}/accepted.txt",
         rejections=f"{OUT}/data/{{dataset}}/rejections.jsonl",
-    params:
-        settings=lambda w: filter_settings(w.dataset),
     log:
         f"{OUT}/logs/filter_{{dataset}}.log",
     benchmark:
         f"{OUT}/benchmarks/filter_{{dataset}}.tsv"
-    threads: WORKERS
     conda:
         "../envs/data.yaml"
+    threads: WORKERS
+    params:
+        settings=lambda w: filter_settings(w.dataset),
     shell:
         "python -m workflow.dataset.filter --records {input.records} --aligned {input.aligned}"
         " --settings {params.settings:q} --accepted {output.accepted}"
@@ -102,17 +102,17 @@ rule pack_lmdb:
         aligned=f"{OUT}/data/{{dataset}}/aligned",
     output:
         directory(f"{OUT}/data/{{dataset}}/lmdb"),
-    params:
-        sizes=" ".join(str(s) for s in config["lmdb"]["sizes"]),
-        fmt=config["lmdb"]["format"],
-        quality=config["lmdb"]["quality"],
     log:
         f"{OUT}/logs/pack_{{dataset}}.log",
     benchmark:
         f"{OUT}/benchmarks/pack_{{dataset}}.tsv"
-    threads: WORKERS
     conda:
         "../envs/data.yaml"
+    threads: WORKERS
+    params:
+        sizes=" ".join(str(s) for s in config["lmdb"]["sizes"]),
+        fmt=config["lmdb"]["format"],
+        quality=config["lmdb"]["quality"],
     shell:
         "python -m workflow.dataset.pack --accepted {input.accepted} --images {input.aligned}"
         " --out {output} --sizes {params.sizes} --format {params.fmt} --quality {params.quality}"
@@ -131,15 +131,15 @@ rule dataset_card:
         card=f"{OUT}/data/{{dataset}}/card/card.json",
         markdown=f"{OUT}/data/{{dataset}}/card/card.md",
         sheet=f"{OUT}/data/{{dataset}}/card/contact_sheet.png",
-    params:
-        out_dir=f"{OUT}/data/{{dataset}}/card",
     log:
         f"{OUT}/logs/card_{{dataset}}.log",
     benchmark:
         f"{OUT}/benchmarks/card_{{dataset}}.tsv"
-    threads: 1
     conda:
         "../envs/data.yaml"
+    threads: 1
+    params:
+        out_dir=f"{OUT}/data/{{dataset}}/card",
     shell:
         "python -m workflow.dataset.card --name {wildcards.dataset} --records {input.records}"
         " --accepted {input.accepted} --rejections {input.rejections} --aligned {input.aligned}"
@@ -153,16 +153,16 @@ rule demo_truth_check:
         rejections=expand(f"{OUT}/data/{{dataset}}/rejections.jsonl", dataset=DATASETS),
     output:
         f"{OUT}/data/demo_truth_check.json",
-    params:
-        size=config["alignment"]["size"],
-        data_dir=lambda w, output: os.path.dirname(output[0]),
     log:
         f"{OUT}/logs/demo_truth_check.log",
     benchmark:
         f"{OUT}/benchmarks/demo_truth_check.tsv"
-    threads: 1
     conda:
         "../envs/data.yaml"
+    threads: 1
+    params:
+        size=config["alignment"]["size"],
+        data_dir=lambda w, output: os.path.dirname(output[0]),
     shell:
         "python -m workflow.evaluate.demo_truth --truth {input.truth} --data-dir {params.data_dir}"
         " --size {params.size} --out {output} > {log} 2>&1"

@@ -9,6 +9,15 @@ rule eval_samples:
         style=f"{OUT}/data/style/lmdb",
     output:
         samples=directory(f"{EVAL}/samples"),  # .npy per set + manifest.json (sample_sets.py)
+    log:
+        f"{OUT}/logs/eval_samples.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_samples.tsv"
+    conda:
+        "../envs/eval.yaml"
+    threads: eval_threads()
+    resources:
+        gpu=eval_gpu(),
     params:
         encoder=encoder_flag(),
         n=eval_setting("samples", 32),
@@ -19,13 +28,6 @@ rule eval_samples:
         size=eval_setting("sample_size", 256),
         device=eval_setting("device", "auto"),
         seed=config["seed"],
-    log:
-        f"{OUT}/logs/eval_samples.log",
-    benchmark:
-        f"{OUT}/benchmarks/eval_samples.tsv"
-    threads: eval_threads()
-    conda:
-        "../envs/eval.yaml"
     shell:
         "python -m workflow.evaluate.samples --blendgan {input.blendgan} {params.encoder}"
         " --style-lmdb {input.style} --n {params.n} --diversity-faces {params.faces}"
@@ -42,8 +44,22 @@ rule eval_fid_kid:
         style=f"{OUT}/data/style/lmdb",
         face=f"{OUT}/data/face/lmdb",
     output:
-        metric=report(f"{EVAL}/metrics/fid_kid.json", caption="../workflow/report/fid_kid.rst",
-                      category="Metrics", subcategory="JSON"),
+        metric=report(
+            f"{EVAL}/metrics/fid_kid.json",
+            caption="../workflow/report/fid_kid.rst",
+            category="Metrics",
+            subcategory="JSON",
+        ),
+    log:
+        f"{OUT}/logs/eval_fid_kid.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_fid_kid.tsv"
+    priority: 10  # the longest metric job: start it as soon as the samples exist
+    conda:
+        "../envs/eval.yaml"
+    threads: eval_threads()
+    resources:
+        gpu=eval_gpu(),
     params:
         weights=eval_setting("inception_weights", "none"),
         n_real=null_flag("--n-real", eval_setting("real_images")),
@@ -51,14 +67,6 @@ rule eval_fid_kid:
         device=eval_setting("device", "auto"),
         cache=f"{EVAL}/weights",
         seed=config["seed"],
-    log:
-        f"{OUT}/logs/eval_fid_kid.log",
-    benchmark:
-        f"{OUT}/benchmarks/eval_fid_kid.tsv"
-    threads: eval_threads()
-    priority: 10  # the longest metric job: start it as soon as the samples exist
-    conda:
-        "../envs/eval.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python -m workflow.evaluate.fid --samples {input.samples}"
         " --style-lmdb {input.style} --face-lmdb {input.face} --weights {params.weights}"
@@ -72,19 +80,22 @@ rule eval_diversity:
         backbone=eval_weights_input("lpips_backbone"),
         samples=f"{EVAL}/samples",
     output:
-        metric=report(f"{EVAL}/metrics/diversity_lpips.json",
-                      caption="../workflow/report/diversity_lpips.rst", category="Metrics",
-                      subcategory="JSON"),
-    params:
-        weights=eval_setting("lpips_weights", "none"),
-        backbone=eval_setting("lpips_backbone", "none"),
+        metric=report(
+            f"{EVAL}/metrics/diversity_lpips.json",
+            caption="../workflow/report/diversity_lpips.rst",
+            category="Metrics",
+            subcategory="JSON",
+        ),
     log:
         f"{OUT}/logs/eval_diversity.log",
     benchmark:
         f"{OUT}/benchmarks/eval_diversity.tsv"
-    threads: 1
     conda:
         "../envs/eval.yaml"
+    threads: 1
+    params:
+        weights=eval_setting("lpips_weights", "none"),
+        backbone=eval_setting("lpips_backbone", "none"),
     shell:
         "OMP_NUM_THREADS={threads} python -m workflow.evaluate.lpips diversity"
         " --samples {input.samples} --weights {params.weights} --backbone {params.backbone}"
@@ -96,19 +107,22 @@ rule eval_consistency:
         unpack(eval_models_input),
         samples=f"{EVAL}/samples",
     output:
-        metric=report(f"{EVAL}/metrics/style_consistency.json",
-                      caption="../workflow/report/style_consistency.rst", category="Metrics",
-                      subcategory="JSON"),
-    params:
-        encoder=encoder_flag(),
-        seed=config["seed"],
+        metric=report(
+            f"{EVAL}/metrics/style_consistency.json",
+            caption="../workflow/report/style_consistency.rst",
+            category="Metrics",
+            subcategory="JSON",
+        ),
     log:
         f"{OUT}/logs/eval_consistency.log",
     benchmark:
         f"{OUT}/benchmarks/eval_consistency.tsv"
-    threads: 1
     conda:
         "../envs/eval.yaml"
+    threads: 1
+    params:
+        encoder=encoder_flag(),
+        seed=config["seed"],
     shell:
         "OMP_NUM_THREADS={threads} python -m workflow.evaluate.consistency"
         " --samples {input.samples} --blendgan {input.blendgan} {params.encoder}"
@@ -120,19 +134,22 @@ rule eval_content:
         arcface=eval_weights_input("arcface_weights"),
         samples=f"{EVAL}/samples",
     output:
-        metric=report(f"{EVAL}/metrics/content_preservation.json",
-                      caption="../workflow/report/content_preservation.rst", category="Metrics",
-                      subcategory="JSON"),
-    params:
-        arcface=eval_setting("arcface_weights", "none"),
-        seed=config["seed"],
+        metric=report(
+            f"{EVAL}/metrics/content_preservation.json",
+            caption="../workflow/report/content_preservation.rst",
+            category="Metrics",
+            subcategory="JSON",
+        ),
     log:
         f"{OUT}/logs/eval_content.log",
     benchmark:
         f"{OUT}/benchmarks/eval_content.tsv"
-    threads: 1
     conda:
         "../envs/eval.yaml"
+    threads: 1
+    params:
+        arcface=eval_setting("arcface_weights", "none"),
+        seed=config["seed"],
     shell:
         "OMP_NUM_THREADS={threads} python -m workflow.evaluate.identity --samples {input.samples}"
         " --arcface {params.arcface} --seed {params.seed} --out {output.metric} > {log} 2>&1"
@@ -145,21 +162,24 @@ rule eval_leakage:
         style=f"{OUT}/data/style/lmdb",
         truth=eval_truth(),
     output:
-        metric=report(f"{EVAL}/metrics/gram_leakage.json",
-                      caption="../workflow/report/gram_leakage.rst", category="Metrics",
-                      subcategory="JSON"),
+        metric=report(
+            f"{EVAL}/metrics/gram_leakage.json",
+            caption="../workflow/report/gram_leakage.rst",
+            category="Metrics",
+            subcategory="JSON",
+        ),
+    log:
+        f"{OUT}/logs/eval_leakage.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_leakage.tsv"
+    conda:
+        "../envs/eval.yaml"
+    threads: 1
     params:
         truth=lambda w, input: f"--truth {input.truth}" if input.truth else "",
         n=eval_setting("leakage_images", 200),
         arcface=eval_setting("arcface_weights", "none"),
         seed=config["seed"],
-    log:
-        f"{OUT}/logs/eval_leakage.log",
-    benchmark:
-        f"{OUT}/benchmarks/eval_leakage.tsv"
-    threads: 1
-    conda:
-        "../envs/eval.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python -m workflow.evaluate.leakage --style-encoder {input.encoder}"
         " --style-lmdb {input.style} {params.truth} --n {params.n} --arcface {params.arcface}"
@@ -174,9 +194,21 @@ rule eval_ablation_leakage:
         style=f"{OUT}/data/style/lmdb",
         truth=eval_truth(),
     output:
-        metric=report(f"{EVAL}/metrics/ablation_leakage.json",
-                      caption="../workflow/report/ablation_leakage.rst", category="Metrics",
-                      subcategory="JSON"),
+        metric=report(
+            f"{EVAL}/metrics/ablation_leakage.json",
+            caption="../workflow/report/ablation_leakage.rst",
+            category="Metrics",
+            subcategory="JSON",
+        ),
+    log:
+        f"{OUT}/logs/eval_ablation_leakage.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_ablation_leakage.tsv"
+    conda:
+        "../envs/eval.yaml"
+    threads: 1
+    resources:
+        gpu=eval_gpu(),
     params:
         encoder=encoder_flag(),
         gram=lambda w, input: input.get("gram", "none"),
@@ -186,13 +218,6 @@ rule eval_ablation_leakage:
         arcface=eval_setting("arcface_weights", "none"),
         device=eval_setting("device", "auto"),
         seed=config["seed"],
-    log:
-        f"{OUT}/logs/eval_ablation_leakage.log",
-    benchmark:
-        f"{OUT}/benchmarks/eval_ablation_leakage.tsv"
-    threads: 1
-    conda:
-        "../envs/eval.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python -m workflow.evaluate.ablation --blendgan {input.blendgan}"
         " {params.encoder} --gram-blendgan {params.gram} --style-lmdb {input.style} {params.truth}"
@@ -207,8 +232,21 @@ rule eval_ablation_figure:
         style=f"{OUT}/data/style/lmdb",
         truth=eval_truth(),
     output:
-        png=report(f"{EVAL}/figures/ablation.png", caption="../workflow/report/ablation.rst",
-                   category="Figures", subcategory="ablation"),
+        png=report(
+            f"{EVAL}/figures/ablation.png",
+            caption="../workflow/report/ablation.rst",
+            category="Figures",
+            subcategory="ablation",
+        ),
+    log:
+        f"{OUT}/logs/eval_ablation_figure.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_ablation_figure.tsv"
+    conda:
+        "../envs/eval.yaml"
+    threads: 1
+    resources:
+        gpu=eval_gpu(),
     params:
         encoder=encoder_flag(),
         truth=lambda w, input: f"--truth {input.truth}" if input.truth else "",
@@ -216,13 +254,6 @@ rule eval_ablation_figure:
         styles=eval_setting("figure_styles", 5),
         device=eval_setting("device", "auto"),
         seed=config["seed"],
-    log:
-        f"{OUT}/logs/eval_ablation_figure.log",
-    benchmark:
-        f"{OUT}/benchmarks/eval_ablation_figure.tsv"
-    threads: 1
-    conda:
-        "../envs/eval.yaml"
     shell:
         "python -m workflow.evaluate.figures ablation --blendgan {input.blendgan} {params.encoder}"
         " --gram-blendgan {input.gram} --style-lmdb {input.style} {params.truth}"
@@ -236,21 +267,27 @@ rule eval_tsne:
         style=f"{OUT}/data/style/lmdb",
         truth=eval_truth(),
     output:
-        png=report(f"{EVAL}/figures/tsne.png", caption="../workflow/report/tsne.rst",
-                   category="Figures", subcategory="Supplement Fig. 1"),
+        png=report(
+            f"{EVAL}/figures/tsne.png",
+            caption="../workflow/report/tsne.rst",
+            category="Figures",
+            subcategory="Supplement Fig. 1",
+        ),
         json=f"{EVAL}/figures/tsne.json",
+    log:
+        f"{OUT}/logs/eval_tsne.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_tsne.tsv"
+    conda:
+        "../envs/eval.yaml"
+    threads: eval_threads()
+    resources:
+        gpu=eval_gpu(),
     params:
         truth=lambda w, input: f"--truth {input.truth}" if input.truth else "",
         n=null_flag("--n", eval_setting("tsne_images")),
         device=eval_setting("device", "auto"),
         seed=config["seed"],
-    log:
-        f"{OUT}/logs/eval_tsne.log",
-    benchmark:
-        f"{OUT}/benchmarks/eval_tsne.tsv"
-    threads: eval_threads()
-    conda:
-        "../envs/eval.yaml"
     shell:
         "python -m workflow.evaluate.tsne --style-encoder {input.encoder} --style-lmdb {input.style}"
         " {params.truth} {params.n} --threads {threads} --seed {params.seed}"
@@ -263,11 +300,30 @@ rule eval_figures:
         style=f"{OUT}/data/style/lmdb",
         face=f"{OUT}/data/face/lmdb",
     output:
-        **{f: report(f"{EVAL}/figures/{f}.png", caption=f"../workflow/report/{f}.rst",
-                     category="Figures", subcategory=f) for f in figure_names()},
-        gif=report(f"{EVAL}/figures/interpolation.gif",
-                   caption="../workflow/report/interpolation.rst", category="Figures",
-                   subcategory="interpolation"),
+        **{
+            f: report(
+                f"{EVAL}/figures/{f}.png",
+                caption=f"../workflow/report/{f}.rst",
+                category="Figures",
+                subcategory=f,
+            )
+            for f in figure_names()
+        },
+        gif=report(
+            f"{EVAL}/figures/interpolation.gif",
+            caption="../workflow/report/interpolation.rst",
+            category="Figures",
+            subcategory="interpolation",
+        ),
+    log:
+        f"{OUT}/logs/eval_figures.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_figures.tsv"
+    conda:
+        "../envs/eval.yaml"
+    threads: eval_threads()
+    resources:
+        gpu=eval_gpu(),
     params:
         encoder=encoder_flag(),
         psp=optional_flag("--psp", "psp"),
@@ -278,13 +334,6 @@ rule eval_figures:
         styles=eval_setting("figure_styles", 5),
         seed=config["seed"],
         device=eval_setting("device", "auto"),
-    log:
-        f"{OUT}/logs/eval_figures.log",
-    benchmark:
-        f"{OUT}/benchmarks/eval_figures.tsv"
-    threads: eval_threads()
-    conda:
-        "../envs/eval.yaml"
     shell:
         "python -m workflow.evaluate.figures all --blendgan {input.blendgan} {params.encoder}"
         " {params.psp} {params.finetune} {params.skip} --style-lmdb {input.style}"
@@ -298,15 +347,19 @@ rule eval_tables:
         metrics=expand(f"{EVAL}/metrics/{{m}}.json", m=METRICS),
     output:
         tsv=f"{EVAL}/metrics.tsv",
-        html=report(f"{EVAL}/metrics.html", caption="../workflow/report/metrics.rst",
-                    category="Metrics", subcategory="Table"),
+        html=report(
+            f"{EVAL}/metrics.html",
+            caption="../workflow/report/metrics.rst",
+            category="Metrics",
+            subcategory="Table",
+        ),
     log:
         f"{OUT}/logs/eval_tables.log",
     benchmark:
         f"{OUT}/benchmarks/eval_tables.tsv"
-    threads: 1
     conda:
         "../envs/eval.yaml"
+    threads: 1
     shell:
         "python -m workflow.evaluate.tables --metrics {input.metrics} --tsv {output.tsv}"
         " --html {output.html} > {log} 2>&1"

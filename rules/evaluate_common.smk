@@ -7,10 +7,24 @@ import sys
 EVAL = f"{OUT}/eval"
 # Figures of the eval_figures job; Fig. 4 (ablation.png) has its own rule, since it waits for the
 # Gram-embedding generator (rules/blendgan.smk, train_blendgan_gram).
-FIGURES = ["latent_transfer", "reference_transfer", "ablation_retrieval", "oneshot", "latent_grid",
-           "reference_grid", "indicator_sweep", "interpolation"]
-METRICS = ["fid_kid", "diversity_lpips", "style_consistency", "content_preservation",
-           "gram_leakage", "ablation_leakage"]
+FIGURES = [
+    "latent_transfer",
+    "reference_transfer",
+    "ablation_retrieval",
+    "oneshot",
+    "latent_grid",
+    "reference_grid",
+    "indicator_sweep",
+    "interpolation",
+]
+METRICS = [
+    "fid_kid",
+    "diversity_lpips",
+    "style_consistency",
+    "content_preservation",
+    "gram_leakage",
+    "ablation_leakage",
+]
 
 
 def eval_cfg():
@@ -55,7 +69,9 @@ def encoder_flag():
 
 def eval_models_input(wildcards=None):
     """Named inputs of the figure rule: only the checkpoints that exist in this mode."""
-    return {n: eval_model(n) for n in ("blendgan", "style_encoder", "psp", "finetune") if eval_model(n)}
+    return {
+        n: eval_model(n) for n in ("blendgan", "style_encoder", "psp", "finetune") if eval_model(n)
+    }
 
 
 def ablation_models_input(wildcards=None):
@@ -114,6 +130,12 @@ def eval_threads():
     return int(eval_setting("threads", 2))
 
 
+def eval_gpu():
+    """GPUs of an evaluation job that runs the networks (samples, FID, ablation, t-SNE,
+    figures): one when the config has GPUs and evaluate.device does not force the CPU."""
+    return int(int(config.get("gpus", 0)) > 0 and eval_setting("device", "auto") != "cpu")
+
+
 def evaluation_targets():
     targets = [f"{EVAL}/metrics/{m}.json" for m in METRICS]
     targets += [f"{EVAL}/figures/{f}.png" for f in figure_names()]
@@ -126,15 +148,20 @@ def evaluation_targets():
 def checkpoint_targets(wildcards=None):
     """Inputs of the figures_from_checkpoints target: refuses to train anything."""
     if not checkpoint_mode():
-        raise ValueError("figures_from_checkpoints needs evaluate.checkpoints.blendgan (and "
-                         "optionally style_encoder, psp, finetune) set to checkpoint files; "
-                         "see docs/evaluation.md")
+        raise ValueError(
+            "figures_from_checkpoints needs evaluate.checkpoints.blendgan (and "
+            "optionally style_encoder, psp, finetune) set to checkpoint files; "
+            "see docs/evaluation.md"
+        )
     if not eval_gram_model() and not NOTED_NO_GRAM:
         NOTED_NO_GRAM.append(True)
-        print("figures_from_checkpoints: evaluate.checkpoints.blendgan_gram is not set, so supplement "
-              "Fig. 4 (figures/ablation.png) is left out and metrics/ablation_leakage.json says "
-              "'not computed'; the embedding-level ablation (ablation_retrieval.png, "
-              "gram_leakage.json) is still made.", file=sys.stderr)
+        print(
+            "figures_from_checkpoints: evaluate.checkpoints.blendgan_gram is not set, so supplement "
+            "Fig. 4 (figures/ablation.png) is left out and metrics/ablation_leakage.json says "
+            "'not computed'; the embedding-level ablation (ablation_retrieval.png, "
+            "gram_leakage.json) is still made.",
+            file=sys.stderr,
+        )
     return evaluation_targets()
 
 

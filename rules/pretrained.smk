@@ -10,17 +10,17 @@
 rule fetch_pretrained:
     output:
         f"{PRETRAINED_DIR}/{{pretrained_file}}",
-    wildcard_constraints:
-        pretrained_file=PRETRAINED_FILE_REGEX,
-    params:
-        cmd=lambda w: pretrained_fetch_command(w.pretrained_file),
     log:
         f"{OUT}/logs/pretrained/{{pretrained_file}}.log",
     benchmark:
         f"{OUT}/benchmarks/pretrained/{{pretrained_file}}.tsv"
+    wildcard_constraints:
+        pretrained_file=PRETRAINED_FILE_REGEX,
     localrule: True
-    threads: 1
     conda:
         "../envs/data.yaml"
+    threads: 1
+    params:
+        cmd=lambda w: pretrained_fetch_command(w.pretrained_file),
     shell:
         "{params.cmd} --log {log:q}"

@@ -20,12 +20,16 @@ with open(PRETRAINED_REGISTRY) as _f:
 PRETRAINED_BY_FILE = {e["filename"]: e for e in PRETRAINED_ENTRIES.values()}
 PRETRAINED_FILE_REGEX = "|".join(re.escape(f) for f in sorted(PRETRAINED_BY_FILE))
 
-for _key, _names in (("pretrained.fetch", PRETRAINED.get("fetch") or []),
-                     ("pretrained.files", list(PRETRAINED.get("files") or {}))):
+for _key, _names in (
+    ("pretrained.fetch", PRETRAINED.get("fetch") or []),
+    ("pretrained.files", list(PRETRAINED.get("files") or {})),
+):
     for _name in _names:
         if _name not in PRETRAINED_ENTRIES:
-            raise ValueError(f"{_key}: unknown pretrained file {_name!r}; "
-                             f"known: {', '.join(PRETRAINED_ENTRIES)}")
+            raise ValueError(
+                f"{_key}: unknown pretrained file {_name!r}; "
+                f"known: {', '.join(PRETRAINED_ENTRIES)}"
+            )
 
 
 def _config_strings(node):

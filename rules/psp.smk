@@ -10,19 +10,19 @@ rule train_psp:
         arcface=pretrained_input(config["psp"].get("arcface_weights")),
     output:
         checkpoint=model_path("psp"),
-    params:
-        cfg=train_section("psp"),
-        out=lambda w, output: os.path.dirname(output.checkpoint),
-        launcher=lambda w, resources: train_launcher("models.train.psp", resources.gpu),
     log:
         f"{OUT}/logs/train_psp.log",
     benchmark:
         f"{OUT}/benchmarks/train_psp.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: train_threads("psp")
     resources:
         gpu=int(config.get("gpus", 0)),
-    conda:
-        "../envs/train.yaml"
+    params:
+        cfg=train_section("psp"),
+        out=lambda w, output: os.path.dirname(output.checkpoint),
+        launcher=lambda w, resources: train_launcher("models.train.psp", resources.gpu),
     shell:
         "{params.launcher} --config-json {params.cfg} --set loop.threads={threads}"
         " --face {input.face} --generator {input.generator}"
@@ -34,15 +34,15 @@ rule probe_psp:
         checkpoint=model_path("psp"),
     output:
         probe=f"{OUT}/eval/psp_probe.json",
-    params:
-        stats=f"{OUT}/models/psp/stats.jsonl",
     log:
         f"{OUT}/logs/probe_psp.log",
     benchmark:
         f"{OUT}/benchmarks/probe_psp.tsv"
-    threads: 1
     conda:
         "../envs/train.yaml"
+    threads: 1
+    params:
+        stats=f"{OUT}/models/psp/stats.jsonl",
     shell:
         "python -m workflow.evaluate.style_probe psp --stats {params.stats}"
         " --out {output.probe} > {log} 2>&1"

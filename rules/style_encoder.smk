@@ -7,19 +7,19 @@ rule train_style_encoder:
         vgg=pretrained_input(config["style_encoder"].get("vgg_weights")),
     output:
         checkpoint=model_path("style_encoder"),
-    params:
-        cfg=train_section("style_encoder"),
-        out=lambda w, output: os.path.dirname(output.checkpoint),
-        launcher=lambda w, resources: train_launcher("models.train.style_encoder", resources.gpu),
     log:
         f"{OUT}/logs/train_style_encoder.log",
     benchmark:
         f"{OUT}/benchmarks/train_style_encoder.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: train_threads("style_encoder")
     resources:
         gpu=int(config.get("gpus", 0)),
-    conda:
-        "../envs/train.yaml"
+    params:
+        cfg=train_section("style_encoder"),
+        out=lambda w, output: os.path.dirname(output.checkpoint),
+        launcher=lambda w, resources: train_launcher("models.train.style_encoder", resources.gpu),
     shell:
         "{params.launcher} --config-json {params.cfg} --set loop.threads={threads}"
         " --data {input.style} --out {params.out} --final {output.checkpoint} > {log} 2>&1"
@@ -36,9 +36,9 @@ rule probe_style_encoder:
         f"{OUT}/logs/probe_style_encoder.log",
     benchmark:
         f"{OUT}/benchmarks/probe_style_encoder.tsv"
-    threads: 1
     conda:
         "../envs/train.yaml"
+    threads: 1
     shell:
         "python -m workflow.evaluate.style_probe encoder --checkpoint {input.checkpoint}"
         " --data {input.style} --truth {input.truth} --out {output.probe} > {log} 2>&1"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Training and data throughput benchmark (issue 8; docs/performance.md).
+"""Training and data throughput benchmark (docs/performance.md).
 
 Times the real trainers' code, not a re-implementation: each trainer class is instantiated on
 a tiny synthetic LMDB (tests/train_helpers.make_lmdb) at the benchmark resolution and one

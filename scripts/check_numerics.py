@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Numerics check of the fast training path against fp32 (issue 8; docs/performance.md).
+"""Numerics check of the fast training path against fp32 (docs/performance.md).
 
 Trains two identical tiny BlendGANs (same seeds, same batches) through the real loop code
 (``StepRunner``): the reference in fp32 eager, the other with the fast options (default bf16

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The issue-8 GPU measurements as one prepared run of under 10 minutes (docs/performance.md):
+# The GPU throughput measurements as one prepared run of under 10 minutes (docs/performance.md):
 # most important first, each step under its own time limit, so a cut-off run still returns what
 # finished. Results (JSON + logs) go to $OUT (default ./device_check).
 #

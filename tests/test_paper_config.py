@@ -149,6 +149,7 @@ def test_profiles_name_valid_options_and_rules(profile, paper_dag):
     assert not unknown, f"not Snakemake 9 options: {unknown}"
     rules = set(job_counts(paper_dag))
     assert set(cfg.get("set-resources", {})) <= rules
+    assert set(cfg.get("set-threads", {})) <= rules
     for rule in ("train_style_encoder", "train_blendgan", "train_psp", "finetune_blendgan"):
         assert cfg["set-resources"][rule]["gpu"] >= 1
     if profile == "slurm":
@@ -162,12 +163,57 @@ def test_local_profile_sets_gpus_per_training_rule(paper_dag):
     assert len(train) == 2 and all("gpu=4" in b for b in train)
 
 
+# Rules whose jobs run the networks: every one asks the cluster for a GPU.
+GPU_RULES = {"train_style_encoder", "train_blendgan", "train_blendgan_gram", "train_psp",
+             "finetune_blendgan", "eval_samples", "eval_fid_kid", "eval_ablation_leakage",
+             "eval_ablation_figure", "eval_tsne", "eval_figures"}
+# Rules that need the internet: local rules, run on the submitting node.
+NETWORK_RULES = {"acquire_style", "acquire_face", "fetch_pretrained"}
+
+
+def job_resources(stdout: str) -> dict[str, dict[str, str]]:
+    """rule -> its jobs' resources, from a dry run's job blocks."""
+    out = {}
+    for block in re.split(r"^(?:local)?rule ", stdout, flags=re.M)[1:]:
+        name = block.split(":", 1)[0]
+        line = re.search(r"^\s+resources: (.*)$", block, flags=re.M)
+        if line:
+            out[name] = dict(kv.split("=", 1) for kv in line.group(1).split(", "))
+    return out
+
+
 def test_slurm_profile_dry_run(workdir):
-    pytest.importorskip("snakemake_executor_plugin_slurm",
-                        reason="pip install snakemake-executor-plugin-slurm to check the profile")
-    proc = dry_run(workdir, "--profile", str(PROFILES / "slurm"))
+    import snakemake_executor_plugin_slurm  # noqa: F401  (the test extra installs it)
+
+    # A dry run caps threads at --cores; a cluster run does not, so give it plenty.
+    proc = dry_run(workdir, "--profile", str(PROFILES / "slurm"), "--cores", "256")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "slurm_partition=gpu" in proc.stdout and "tasks_per_gpu=0" in proc.stdout
+    resources = job_resources(proc.stdout)
+    print("\n".join(f"{rule}: {res}" for rule, res in sorted(resources.items())))  # -s shows them
+    assert GPU_RULES | NETWORK_RULES <= set(resources)
+    for rule, res in resources.items():
+        if rule in GPU_RULES:
+            assert int(res["gpu"]) >= 1 and res["slurm_partition"] == "gpu", (rule, res)
+            assert res["tasks_per_gpu"] == "0", rule  # torchrun starts the per-GPU processes
+        else:
+            assert int(res.get("gpu", 0)) == 0 and res["slurm_partition"] == "cpu", (rule, res)
+    memory = {rule: int(res["mem_mb"]) for rule, res in resources.items()}
+    assert len(set(memory.values())) >= 4 and memory["eval_tables"] < memory["align"]
+    assert "cpus_per_task" not in resources["eval_tables"]  # CPUs follow each rule's threads
+    assert "--workers 32" in proc.stdout  # set-threads: align at 32 processes
+
+
+def test_network_rules_are_local_rules():
+    """On a cluster, acquisition and downloads run on the submitting node (compute nodes
+    usually have no internet); nothing else does."""
+    text = "\n".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
+    blocks = re.split(r"^\s*rule\s*(\w*):\s*$", text, flags=re.M)
+    local = set()
+    for name, body in zip(blocks[1::2], blocks[2::2]):
+        name = name or re.search(r"name:\s*\n\s*f?\"(\w+)", body).group(1)
+        if re.search(r"^\s*localrule: True", body, flags=re.M):
+            local.add(name)
+    assert local == {"acquire_", "fetch_pretrained"}  # acquire_{dataset}: one rule per dataset
 
 
 def _fetch_run(workdir: Path, overlay: dict, *targets: str) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""GPU hygiene of the training step, checked on CPU (issue 8; docs/performance.md).
+"""GPU hygiene of the training step, checked on CPU (docs/performance.md).
 
 * No value is read back to the host inside an iteration's phases (each read is a GPU sync).
 * Every host -> device copy of the iteration goes through ``core.to_device`` (pinned and

@@ -10,7 +10,8 @@ is written with its reason and the measured value against the threshold:
   blur               variance of the Laplacian of the grey crop below `blur_threshold`
   duplicate          perceptual hash within `dedup_hamming` bits of a larger-source image, confirmed
                      by the correlation of 64x64 grey thumbnails (aligned faces all share one layout,
-                     so the hash alone pairs up different faces of a similar look)
+                     so the hash alone pairs up different faces of a similar look); the search is
+                     vectorised (workflow/dataset/dedup.py)
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ import numpy as np
 import scipy.ndimage
 from PIL import Image
 from tqdm import tqdm
+
+from .dedup import find_duplicates
 
 
 @dataclass(frozen=True)
@@ -129,23 +132,16 @@ def filter_records(records: list[dict], aligned_dir, cfg: FilterConfig, workers:
     def source_pixels(rec):
         return rec["source_size"][0] * rec["source_size"][1]
     order = sorted(sharp, key=lambda rm: (-source_pixels(rm[0]), -rm[0]["qsize"], rm[0]["name"]))
-    kept: list[tuple[str, imagehash.ImageHash, np.ndarray]] = []
+    matches = find_duplicates([m["phash"] for _, m in order], [m["signature"] for _, m in order],
+                              cfg.dedup_hamming, cfg.dedup_min_correlation)
     accepted = set()
-    for rec, m in order:
-        h = imagehash.hex_to_hash(m["phash"])
-        match = None
-        for name, kh, ksig in kept:
-            if h - kh <= cfg.dedup_hamming:
-                corr = float(np.dot(m["signature"], ksig))
-                if corr >= cfg.dedup_min_correlation:
-                    match = (name, h - kh, corr)
-                    break
+    for (rec, _), match in zip(order, matches):
         if match:
-            rejections.append({"name": rec["name"], "reason": "duplicate", "duplicate_of": match[0],
-                               "hamming": int(match[1]), "correlation": round(match[2], 5),
+            kept_name = order[match[0]][0]["name"]
+            rejections.append({"name": rec["name"], "reason": "duplicate", "duplicate_of": kept_name,
+                               "hamming": match[1], "correlation": round(match[2], 5),
                                "threshold": [cfg.dedup_hamming, cfg.dedup_min_correlation]})
         else:
-            kept.append((rec["name"], h, m["signature"]))
             accepted.add(rec["name"])
     stats = {rec["name"]: {k: v for k, v in m.items() if k != "signature"} for rec, m in sharp}
     accepted_names = [r["name"] for r in records if r["name"] in accepted]

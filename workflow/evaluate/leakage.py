@@ -5,10 +5,11 @@ against the learned style encoder (SPEC 5).
 
 Both embeddings come from the same frozen VGG (``E.gram`` is the Gram concatenation itself).
 Leakage = how well an embedding predicts content:
-- ``content_r2``: ridge regression (5-fold cross-validated R^2, best of a fixed grid of ridge
-  strengths) from the embedding (PCA to at most 64 dimensions, standardised, so 610k-d Gram
-  vectors and 512-d codes compete fairly) to the dlib identity descriptor of the image; any
-  dataset. Near 0 (or below) = no linear content signal.
+- ``content_r2``: ridge regression (5-fold cross-validated R^2; the ridge strength is chosen
+  from a fixed grid inside each training split, never on the fold it is scored on) from the
+  embedding (PCA to at most 64 dimensions, standardised, so 610k-d Gram vectors and 512-d codes
+  compete fairly) to the dlib identity descriptor of the image; any dataset. Near 0 (or below)
+  = no linear content signal.
 - with the demo's ground truth: leave-one-out 5-NN (cosine) accuracy of the identity (content)
   and of the style label (what the embedding should keep), against chance.
 Lower identity/content numbers and higher style numbers are better for a style embedding.
@@ -26,8 +27,7 @@ import numpy as np
 import torch
 
 from .common import lmdb_batches, lmdb_images, lmdb_indices, machine, to_uint8, write_json
-
-K = 5
+from .probes import FOLDS, K, RIDGE_ALPHAS, knn_loo_accuracy, nested_ridge_r2
 # Above this many bytes of Gram vectors (float32) nothing is held whole: 5,000 paper-width
 # (610,304-d) vectors are 12 GB, so the PCA streams over image batches instead.
 GRAM_IN_MEMORY_BYTES = 2 * 1024 ** 3
@@ -72,48 +72,6 @@ def streamed_pca(batches, dims: int = 64, oversample: int = 20, seed: int = 0) -
     q = min(dims, n - 1, len(mean))
     z = ((q_basis @ u_small)[:, :q] * sv[:q]).numpy()
     return (z - z.mean(0)) / (z.std(0) + 1e-8)
-
-
-def ridge_r2(x: np.ndarray, y: np.ndarray, alpha: float = 1.0, folds: int = 5, seed: int = 0) -> float:
-    """Cross-validated R^2 (pooled over folds, averaged over target dimensions)."""
-    n = len(x)
-    order = np.random.default_rng(seed).permutation(n)
-    pred = np.zeros_like(y, dtype=float)
-    for f in range(folds):
-        test = order[f::folds]
-        train = np.setdiff1d(order, test)
-        xm, ym = x[train].mean(0), y[train].mean(0)
-        xt, yt = x[train] - xm, y[train] - ym
-        w = np.linalg.solve(xt.T @ xt + alpha * np.eye(x.shape[1]), xt.T @ yt)
-        pred[test] = (x[test] - xm) @ w + ym
-    sse = ((y - pred) ** 2).sum(0)
-    sst = ((y - y.mean(0)) ** 2).sum(0) + 1e-12
-    return float(np.mean(1 - sse / sst))
-
-
-ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
-
-
-def best_ridge_r2(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """The best cross-validated R^2 over a grid of ridge strengths (same grid for every
-    embedding, so the comparison stays fair); (R^2, alpha)."""
-    scores = [(ridge_r2(x, y, alpha, seed=seed), alpha) for alpha in ALPHAS]
-    return max(scores)
-
-
-def knn_loo_accuracy(x: np.ndarray, labels: list, k: int = K) -> float:
-    """Leave-one-out k-NN (cosine) accuracy; majority vote, ties to the nearest."""
-    z = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
-    sim = z @ z.T
-    np.fill_diagonal(sim, -np.inf)
-    idx = np.argsort(-sim, axis=1)[:, :k]
-    correct = 0
-    for i, row in enumerate(idx):
-        labs = [labels[j] for j in row]
-        counts = Counter(labs)
-        best = max(counts.values())
-        correct += next(lab for lab in labs if counts[lab] == best) == labels[i]
-    return correct / len(labels)
 
 
 def chance(labels: list) -> float:
@@ -172,7 +130,9 @@ def evaluate(style_encoder, style_lmdb, truth=None, n=400, resolution=None, seed
         dims = {k: int(v.shape[1]) for k, v in emb.items()}
     res = {k: {"dim": d} for k, d in dims.items()}
     settings = {"n": len(indices), "resolution": resolution, "seed": seed, "pca_dims": 64,
-                "ridge_alphas": list(ALPHAS), "folds": 5, "k": K, "streamed": bool(stream)}
+                "ridge_alphas": list(RIDGE_ALPHAS),
+                "ridge_selection": "nested: leave-one-out inside each outer training split",
+                "folds": FOLDS, "k": K, "streamed": bool(stream)}
     if stream:
         settings["gram_knn_space"] = "the Gram vectors' 64-d PCA (streamed: never held whole)"
     if identity:
@@ -182,7 +142,8 @@ def evaluate(style_encoder, style_lmdb, truth=None, n=400, resolution=None, seed
                                 lmdb_batches(style_lmdb, resolution, indices, 64)])
                 if stream else backend(to_uint8(images)))
         for k in red:
-            res[k]["content_r2"], res[k]["ridge_alpha"] = best_ridge_r2(red[k], desc, seed)
+            res[k]["content_r2"], res[k]["ridge_alpha_per_fold"] = nested_ridge_r2(
+                red[k], desc, seed=seed)
         settings["content_target"] = f"{backend.name} identity descriptor ({desc.shape[1]}-d)"
     if truth:
         t = json.loads(Path(truth).read_text())["datasets"]["style"]

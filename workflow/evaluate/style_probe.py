@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from models.checkpoint import load_checkpoint, load_generator, load_style_encoder
 from models.train.core import read_stats
 from models.train.data import LMDBImages
 
-K = 5
+from . import probes
+from .probes import K
 
 
 def aligned_name(raw_name: str) -> str:
@@ -55,15 +55,8 @@ def embed(fn, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
 
 def knn_predict(train: torch.Tensor, train_labels: list, query: torch.Tensor, k: int = K) -> list:
     """Majority label of the k nearest training rows (cosine); ties go to the nearer one."""
-    sim = F.normalize(query.float(), dim=1) @ F.normalize(train.float(), dim=1).T
-    idx = sim.topk(min(k, train.shape[0]), dim=1).indices.tolist()
-    out = []
-    for row in idx:
-        labels = [train_labels[j] for j in row]
-        counts = Counter(labels)
-        best = max(counts.values())
-        out.append(next(lab for lab in labels if counts[lab] == best))
-    return out
+    return probes.knn_predict(train.detach().double().cpu().numpy(), train_labels,
+                              query.detach().double().cpu().numpy(), k)
 
 
 def accuracy(pred, true) -> float:
