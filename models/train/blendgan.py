@@ -37,6 +37,7 @@ from ..stylegan2 import Discriminator
 from .augment import hflip
 from .config import LoopConfig
 from .core import Phase, Trainer, all_reduce_mean_, lazy_adam, step_generator, to_device
+from .diffaugment import diff_augment, parse_policy
 from .data import LMDBImages, StepLoader, check_lmdb, step_indices, to_unit
 from .losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 
@@ -69,6 +70,8 @@ class BlendGANConfig:
                                           # (supplement D ablation; needs reference_fraction 1)
     indicator_max: int = 17               # i uniform in {0..indicator_max} for stylised rows
     xflip: bool = True                    # random horizontal flips of the reals
+    diff_augment: str = ""                # D-side augmentation of reals and fakes for small sets,
+                                          # e.g. "color,translation,cutout" (off: paper)
     ema_half_life_images: float = 10_000
     alpha_lr_mult: float = 1.0            # lr multiplier of the blending weights alpha (1 = paper;
                                           # the short demo raises it so alpha leaves its init of 1)
@@ -131,6 +134,7 @@ class BlendGANTrainer(Trainer):
         self.optimizers = {"g": self.g_opt, "d": self.d_opt}
         self.ema_pairs = [("g_ema", "g")]
         self.ema_half_life = cfg.ema_half_life_images
+        self.augment = parse_policy(cfg.diff_augment)
         self.mean_path_length = torch.zeros((), device=dev)
         lp = cfg.loop
         self.face_set = LMDBImages(check_lmdb(face), cfg.resolution)
@@ -317,32 +321,39 @@ class BlendGANTrainer(Trainer):
         return out[:b], out[b:]
 
     # ----------------------------------------------------------------------- phases
+    def aug(self, images):
+        """What the discriminators see: the images, augmented when diff_augment is set."""
+        return diff_augment(images, self.augment) if self.augment else images
+
     def d_main(self, mb, step):
         d_face, d_style, d_latent = self.ds
         with torch.no_grad():
             fake_nat, fake_sty = self.generate(mb, "d")
-        l_face = d_logistic_loss(d_face(mb["face"]), d_face(fake_nat))
-        l_style = d_logistic_loss(d_style(mb["style"]), d_style(fake_sty))
-        l_latent = d_logistic_loss(d_latent(mb["style"], mb["z_real"]),
-                                   d_latent(fake_sty, mb["z_style"]))
+        aug = self.aug
+        l_face = d_logistic_loss(d_face(aug(mb["face"])), d_face(aug(fake_nat)))
+        l_style = d_logistic_loss(d_style(aug(mb["style"])), d_style(aug(fake_sty)))
+        l_latent = d_logistic_loss(d_latent(aug(mb["style"]), mb["z_real"]),
+                                   d_latent(aug(fake_sty), mb["z_style"]))
         return l_face + l_style + l_latent, {"face": l_face, "style": l_style, "latent": l_latent}
 
     def d_reg(self, mb, step):
         d_face, d_style, d_latent = self.ds
         face = mb["face"].detach().requires_grad_(True)
         style = mb["style"].detach().requires_grad_(True)
-        r1_face = d_r1_loss(d_face(face), face)
-        r1_style = d_r1_loss(d_style(style), style)
-        r1_latent = d_r1_loss(d_latent(style, mb["z_real"]), style)
+        aug = self.aug
+        r1_face = d_r1_loss(d_face(aug(face)), face)
+        r1_style = d_r1_loss(d_style(aug(style)), style)
+        r1_latent = d_r1_loss(d_latent(aug(style), mb["z_real"]), style)
         loss = self.cfg.r1 / 2 * (r1_face + r1_style + r1_latent) * self.cfg.d_reg_every
         return loss, {"r1_face": r1_face, "r1_style": r1_style, "r1_latent": r1_latent}
 
     def g_main(self, mb, step):
         d_face, d_style, d_latent = self.ds
         fake_nat, fake_sty = self.generate(mb, "g")
-        l_face = g_nonsaturating_loss(d_face(fake_nat))
-        l_style = g_nonsaturating_loss(d_style(fake_sty))
-        l_latent = g_nonsaturating_loss(d_latent(fake_sty, mb["z_style"]))
+        aug = self.aug
+        l_face = g_nonsaturating_loss(d_face(aug(fake_nat)))
+        l_style = g_nonsaturating_loss(d_style(aug(fake_sty)))
+        l_latent = g_nonsaturating_loss(d_latent(aug(fake_sty), mb["z_style"]))
         return l_face + l_style + l_latent, {"face": l_face, "style": l_style, "latent": l_latent}
 
     def g_reg(self, mb, step):

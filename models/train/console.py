@@ -16,6 +16,7 @@ def _entry(module: str):
     return run
 
 
+stylegan2 = _entry("stylegan2")
 style_encoder = _entry("style_encoder")
 blendgan = _entry("blendgan")
 psp = _entry("psp")

@@ -27,6 +27,7 @@ from ..stylegan2 import Discriminator, Generator
 from .augment import hflip
 from .config import LoopConfig
 from .core import Phase, Trainer, all_reduce_mean_, lazy_adam, step_generator, to_device
+from .diffaugment import diff_augment, parse_policy
 from .data import LMDBImages, StepLoader, check_lmdb, to_unit
 from .losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 
@@ -51,6 +52,8 @@ class StyleGAN2Config:
     g_reg_every: int = 4
     mixing: float = 0.9                   # style-mixing probability
     xflip: bool = True                    # random horizontal flips of the reals
+    diff_augment: str = ""                # D-side augmentation of reals and fakes, e.g.
+                                          # "color,translation,cutout" for small sets (off: paper)
     ema_half_life_images: float = 10_000  # NVlabs' ema_kimg = 10
     sample_faces: int = 32                # images in the sample grid
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(
@@ -77,6 +80,7 @@ class StyleGAN2Trainer(Trainer):
         self.optimizers = {"g": self.g_opt, "d": self.d_opt}
         self.ema_pairs = [("g_ema", "g")]
         self.ema_half_life = cfg.ema_half_life_images
+        self.augment = parse_policy(cfg.diff_augment)
         self.mean_path_length = torch.zeros((), device=self.device)
         self.images = LMDBImages(check_lmdb(data), cfg.resolution)
         self.loader = StepLoader(self.images.as_uint8(), cfg.loop.batch, cfg.loop.seed,
@@ -107,22 +111,26 @@ class StyleGAN2Trainer(Trainer):
     def fake(self, z, inject, return_latents=False):
         return self.g(list(z), inject_index=inject, return_latents=return_latents)
 
+    def disc(self, images):
+        """D of (augmented, when diff_augment is set) images."""
+        return self.d(diff_augment(images, self.augment) if self.augment else images)
+
     # ----------------------------------------------------------------------- phases
     def d_main(self, mb, step):
         with torch.no_grad():
             fake, _ = self.fake(mb["z_d"], mb["inject"])
-        real_pred, fake_pred = self.d(mb["real"]), self.d(fake)
+        real_pred, fake_pred = self.disc(mb["real"]), self.disc(fake)
         loss = d_logistic_loss(real_pred, fake_pred)
         return loss, {"loss": loss, "real_score": real_pred.mean(), "fake_score": fake_pred.mean()}
 
     def d_reg(self, mb, step):
         real = mb["real"].detach().requires_grad_(True)
-        r1 = d_r1_loss(self.d(real), real)
+        r1 = d_r1_loss(self.disc(real), real)
         return self.cfg.r1 / 2 * r1 * self.cfg.d_reg_every, {"r1": r1}
 
     def g_main(self, mb, step):
         fake, _ = self.fake(mb["z_g"], mb["inject"])
-        loss = g_nonsaturating_loss(self.d(fake))
+        loss = g_nonsaturating_loss(self.disc(fake))
         return loss, {"loss": loss}
 
     def g_reg(self, mb, step):
