@@ -50,6 +50,7 @@ class Request:
     answer: str  # "200", "404", "reset", ...
     image: str | None = None  # asset key "<asset_id>" when a complete image body was sent
     user_agent: str = ""
+    peer: int = 0  # the client's port: one per TCP connection (keep-alive reuses it)
 
 
 @dataclass
@@ -181,6 +182,9 @@ class FakeArtstation:
 def _make_handler(site: FakeArtstation):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; with Nagle on, a keep-alive client's delayed
+        # ACK would hold the body back 40 ms per request (real servers disable Nagle too).
+        disable_nagle_algorithm = True
 
         def log_message(self, *args):  # keep test output quiet
             pass
@@ -191,11 +195,12 @@ def _make_handler(site: FakeArtstation):
             path = split.path
             ua = self.headers.get("User-Agent", "")
             action = "challenge" if site.challenge_everything else site.next_action(path)
+            peer = self.client_address[1]
             if action is not None and action != "ok":
-                site.record(Request(t, self.path, action, user_agent=ua))
+                site.record(Request(t, self.path, action, user_agent=ua, peer=peer))
                 return self.fault(action, path)
             status, body, ctype, image = self.route(path, parse_qs(split.query))
-            site.record(Request(t, self.path, str(status), image if status == 200 else None, ua))
+            site.record(Request(t, self.path, str(status), image if status == 200 else None, ua, peer))
             self.send(status, body, ctype)
 
         # -- routing --------------------------------------------------------------------------
@@ -238,6 +243,8 @@ def _make_handler(site: FakeArtstation):
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
+                if self.close_connection:  # as real servers do, so clients do not reuse it
+                    self.send_header("Connection", "close")
                 for k, v in extra:
                     self.send_header(k, v)
                 self.end_headers()
