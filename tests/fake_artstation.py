@@ -11,8 +11,9 @@ Endpoints (shapes as on the real site):
 Sort orders list overlapping subsets in different orders. Faults are set per path as a list of
 actions for the first hits (`faults`) or for every hit (`sticky`): 429 (with Retry-After), 500,
 503, reset (connection dropped, no answer), slow (answer after `slow_s`), truncate (fewer bytes
-than Content-Length), challenge (403 HTML challenge page), notimage (HTML-ish bytes served as
-image/jpeg), redirect:<url>. Every request is recorded with its arrival time, path, answer and
+than Content-Length), drip (an image at one byte per 50 ms), challenge (403 HTML challenge
+page), notimage (HTML-ish bytes served as image/jpeg), redirect:<url>; `raw` serves any JSON
+text at a path instead of the catalogue's answer (odd or hostile JSON). Every request is recorded with its arrival time, path, answer and
 whether a complete image body went out, so tests can check the rate and "downloaded once".
 """
 from __future__ import annotations
@@ -116,6 +117,7 @@ class FakeArtstation:
         self.faults: dict[str, list[str]] = {}
         self.sticky: dict[str, str] = {}
         self.challenge_everything = False
+        self.raw: dict[str, bytes] = {}  # path -> JSON body served instead of the catalogue's
         self.slow_s = slow_s
         self.retry_after = retry_after
         self.requests: list[Request] = []
@@ -206,6 +208,8 @@ def _make_handler(site: FakeArtstation):
         # -- routing --------------------------------------------------------------------------
         def route(self, path, query):
             cat = site.cat
+            if path in site.raw:  # any JSON text, served for every hit (and every page)
+                return 200, site.raw[path], "application/json", None
             if path == "/api/v2/community/channels/channels.json":
                 data = [{"id": 7, "name": "Anime & Manga"}, {"id": CHANNEL_ID, "name": "Portraits"},
                         {"id": 95, "name": "Characters"}]
@@ -220,18 +224,18 @@ def _make_handler(site: FakeArtstation):
                 per_page = int(query.get("per_page", ["30"])[0])
                 ids = cat.listings[sorting]
                 chunk = ids[(page - 1) * per_page: page * per_page]
-                data = [{"id": cat.projects[h]["id"], "hash_id": h, "title": cat.projects[h]["title"],
-                         "user": cat.projects[h]["user"], "hide_as_adult": cat.projects[h]["adult_content"]}
-                        for h in chunk]
+                data = [_listing_item(h, cat.projects[h]) for h in chunk]
                 return 200, _json({"data": data, "total_count": len(ids)}), "application/json", None
             if path.startswith("/projects/") and path.endswith(".json"):
                 project = cat.projects.get(path[len("/projects/"):-len(".json")])
                 if project is None:
                     return 404, _json({"error": "not found"}), "application/json", None
-                project = dict(project, assets=[
-                    dict(a, image_url=site.base_url + a["image_url"])
-                    if (a.get("image_url") or "").startswith("/") else a
-                    for a in project["assets"]])
+                if isinstance(project, dict) and isinstance(project.get("assets"), list):
+                    project = dict(project, assets=[
+                        dict(a, image_url=site.base_url + a["image_url"])
+                        if isinstance(a, dict) and isinstance(a.get("image_url"), str)
+                        and a["image_url"].startswith("/") else a
+                        for a in project["assets"]])
                 return 200, _json(project), "application/json", None
             if path in cat.images:
                 body, ctype, aid = cat.images[path]
@@ -279,6 +283,20 @@ def _make_handler(site: FakeArtstation):
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 return
+            if action == "drip":  # a valid image, one byte every 50 ms
+                body = site.cat.images.get(path, (b"x" * 1000,))[0]
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    for i in range(len(body)):
+                        if site._stopping.wait(0.05):
+                            return
+                        self.wfile.write(body[i:i + 1])
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                return
             if action == "challenge":
                 return self.send(403, CHALLENGE_PAGE, "text/html; charset=utf-8")
             if action == "notimage":
@@ -290,6 +308,14 @@ def _make_handler(site: FakeArtstation):
             raise ValueError(f"unknown fault {action}")
 
     return Handler
+
+
+def _listing_item(hash_id: str, project) -> dict:
+    item = {"hash_id": hash_id}
+    if isinstance(project, dict):  # tests also plant projects that are not objects
+        item.update(id=project.get("id"), title=project.get("title"), user=project.get("user"),
+                    hide_as_adult=project.get("adult_content"))
+    return item
 
 
 def _json(obj) -> bytes:
