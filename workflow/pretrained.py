@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-import yaml
 from tqdm import tqdm
 
+from workflow.errors import add_debug_flag, read_yaml, run_cli
 from workflow.transport import Transport, TransportError, backoff_schedule, count_failure
 
 REGISTRY = Path(__file__).with_name("pretrained.yaml")
@@ -86,7 +86,9 @@ class Entry:
 
 
 def load_registry(path: str | Path | None = None) -> dict[str, Entry]:
-    data = yaml.safe_load(Path(path or REGISTRY).read_text()) or {}
+    data = read_yaml(path or REGISTRY, "pretrained-file registry") or {}
+    if not isinstance(data, dict):
+        raise PretrainedError(f"{path or REGISTRY}: the registry is a mapping with a `files` list")
     entries = {}
     for item in data.get("files") or []:
         item = dict(item)
@@ -420,6 +422,7 @@ def main(argv=None) -> int:
     common.add_argument("--strict", action="store_true",
                         help="refuse files that have no published checksum")
     common.add_argument("--log", help="also append messages to this file")
+    add_debug_flag(common)
     sub.add_parser("list", parents=[common], help="show the registry and what is present")
     for cmd in ("fetch", "verify"):
         p = sub.add_parser(cmd, parents=[common], help=f"{cmd} files (all when no NAME)")
@@ -490,4 +493,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -9,46 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
-MAX_ID = 200  # characters of a project or asset id
-MAX_TEXT = 2000  # characters of attribution text (artist, title, URLs) kept in the manifest
+from .values import ident, text, web_url
 
 
 class BadJSON(ValueError):
     """JSON of a shape the scraper cannot use; the message is the manifest's reason."""
-
-
-def ident(value) -> str | None:
-    """A project or asset id as text: a non-empty string or a non-negative integer."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int) and value >= 0:
-        return str(value)
-    if isinstance(value, str) and value.strip() and len(value) <= MAX_ID:
-        return value
-    return None
-
-
-def text(value) -> str | None:
-    """Attribution text: strings (truncated) and numbers; anything else is dropped."""
-    if isinstance(value, str):
-        return value[:MAX_TEXT]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def web_url(value) -> str | None:
-    """An absolute http(s) URL with a host, else None."""
-    if not isinstance(value, str) or len(value) > 8192:
-        return None
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        return None
-    return value if parts.scheme in ("http", "https") and parts.hostname else None
 
 
 def tag_names(tags) -> list[str] | None:

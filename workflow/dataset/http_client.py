@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
+from workflow.dataset.values import web_url
 from workflow.transport import BodyTooLarge, Transport, TransportError, backoff_schedule, count_failure
 
 USER_AGENT = (
@@ -152,7 +153,7 @@ class PoliteClient:
 
     # -- internals --------------------------------------------------------------------------
     def _get_following_redirects(self, url: str, cap: int, accept: str) -> Response:
-        if not _is_web_url(url):
+        if not web_url(url):
             raise FetchError("unsupported_url", str(url)[:200], 1)
         origin = _host(url)
         current = url
@@ -167,7 +168,7 @@ class PoliteClient:
                     target = urljoin(current, location)
                 except ValueError:
                     raise FetchError("redirect_refused:bad_location", url, 1, status) from None
-                if not _is_web_url(target):
+                if not web_url(target):
                     raise FetchError("redirect_refused:scheme", url, 1, status)
                 host = _host(target)
                 if host != origin and not self._allowed(target):
@@ -191,7 +192,7 @@ class PoliteClient:
                 self.sleep(remaining)
 
     def _request_once(self, url: str, cap: int, accept: str, end: float):
-        if not _is_web_url(url):
+        if not web_url(url):
             raise FetchError("unsupported_url", str(url)[:200], 1)
         with self._lock:  # one request at a time, process-wide for this client
             self._wait_turn()
@@ -252,18 +253,6 @@ class PoliteClient:
         if status in RETRY_STATUSES:
             raise _Retryable(f"http_{status}", parse_retry_after(headers.get("retry-after")), status)
         raise FetchError(f"http_{status}", url, 1, status)
-
-
-def _is_web_url(url) -> bool:
-    """An http(s) URL with a host and a valid port (urlsplit raises on some malformed ones)."""
-    if not isinstance(url, str) or len(url) > 8192:
-        return False
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _host(url: str) -> str:
