@@ -11,8 +11,9 @@ Endpoints (shapes as on the real site):
 Sort orders list overlapping subsets in different orders. Faults are set per path as a list of
 actions for the first hits (`faults`) or for every hit (`sticky`): 429 (with Retry-After), 500,
 503, reset (connection dropped, no answer), slow (answer after `slow_s`), truncate (fewer bytes
-than Content-Length), challenge (403 HTML challenge page), notimage (HTML-ish bytes served as
-image/jpeg), redirect:<url>. Every request is recorded with its arrival time, path, answer and
+than Content-Length), drip (an image at one byte per 50 ms), challenge (403 HTML challenge
+page), notimage (HTML-ish bytes served as image/jpeg), redirect:<url>; `raw` serves any JSON
+text at a path instead of the catalogue's answer (odd or hostile JSON). Every request is recorded with its arrival time, path, answer and
 whether a complete image body went out, so tests can check the rate and "downloaded once".
 """
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Request:
     answer: str  # "200", "404", "reset", ...
     image: str | None = None  # asset key "<asset_id>" when a complete image body was sent
     user_agent: str = ""
+    peer: int = 0  # the client's port: one per TCP connection (keep-alive reuses it)
 
 
 @dataclass
@@ -115,6 +117,7 @@ class FakeArtstation:
         self.faults: dict[str, list[str]] = {}
         self.sticky: dict[str, str] = {}
         self.challenge_everything = False
+        self.raw: dict[str, bytes] = {}  # path -> JSON body served instead of the catalogue's
         self.slow_s = slow_s
         self.retry_after = retry_after
         self.requests: list[Request] = []
@@ -181,6 +184,9 @@ class FakeArtstation:
 def _make_handler(site: FakeArtstation):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; with Nagle on, a keep-alive client's delayed
+        # ACK would hold the body back 40 ms per request (real servers disable Nagle too).
+        disable_nagle_algorithm = True
 
         def log_message(self, *args):  # keep test output quiet
             pass
@@ -191,16 +197,19 @@ def _make_handler(site: FakeArtstation):
             path = split.path
             ua = self.headers.get("User-Agent", "")
             action = "challenge" if site.challenge_everything else site.next_action(path)
+            peer = self.client_address[1]
             if action is not None and action != "ok":
-                site.record(Request(t, self.path, action, user_agent=ua))
+                site.record(Request(t, self.path, action, user_agent=ua, peer=peer))
                 return self.fault(action, path)
             status, body, ctype, image = self.route(path, parse_qs(split.query))
-            site.record(Request(t, self.path, str(status), image if status == 200 else None, ua))
+            site.record(Request(t, self.path, str(status), image if status == 200 else None, ua, peer))
             self.send(status, body, ctype)
 
         # -- routing --------------------------------------------------------------------------
         def route(self, path, query):
             cat = site.cat
+            if path in site.raw:  # any JSON text, served for every hit (and every page)
+                return 200, site.raw[path], "application/json", None
             if path == "/api/v2/community/channels/channels.json":
                 data = [{"id": 7, "name": "Anime & Manga"}, {"id": CHANNEL_ID, "name": "Portraits"},
                         {"id": 95, "name": "Characters"}]
@@ -215,18 +224,18 @@ def _make_handler(site: FakeArtstation):
                 per_page = int(query.get("per_page", ["30"])[0])
                 ids = cat.listings[sorting]
                 chunk = ids[(page - 1) * per_page: page * per_page]
-                data = [{"id": cat.projects[h]["id"], "hash_id": h, "title": cat.projects[h]["title"],
-                         "user": cat.projects[h]["user"], "hide_as_adult": cat.projects[h]["adult_content"]}
-                        for h in chunk]
+                data = [_listing_item(h, cat.projects[h]) for h in chunk]
                 return 200, _json({"data": data, "total_count": len(ids)}), "application/json", None
             if path.startswith("/projects/") and path.endswith(".json"):
                 project = cat.projects.get(path[len("/projects/"):-len(".json")])
                 if project is None:
                     return 404, _json({"error": "not found"}), "application/json", None
-                project = dict(project, assets=[
-                    dict(a, image_url=site.base_url + a["image_url"])
-                    if (a.get("image_url") or "").startswith("/") else a
-                    for a in project["assets"]])
+                if isinstance(project, dict) and isinstance(project.get("assets"), list):
+                    project = dict(project, assets=[
+                        dict(a, image_url=site.base_url + a["image_url"])
+                        if isinstance(a, dict) and isinstance(a.get("image_url"), str)
+                        and a["image_url"].startswith("/") else a
+                        for a in project["assets"]])
                 return 200, _json(project), "application/json", None
             if path in cat.images:
                 body, ctype, aid = cat.images[path]
@@ -238,6 +247,8 @@ def _make_handler(site: FakeArtstation):
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
+                if self.close_connection:  # as real servers do, so clients do not reuse it
+                    self.send_header("Connection", "close")
                 for k, v in extra:
                     self.send_header(k, v)
                 self.end_headers()
@@ -272,6 +283,20 @@ def _make_handler(site: FakeArtstation):
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 return
+            if action == "drip":  # a valid image, one byte every 50 ms
+                body = site.cat.images.get(path, (b"x" * 1000,))[0]
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    for i in range(len(body)):
+                        if site._stopping.wait(0.05):
+                            return
+                        self.wfile.write(body[i:i + 1])
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                return
             if action == "challenge":
                 return self.send(403, CHALLENGE_PAGE, "text/html; charset=utf-8")
             if action == "notimage":
@@ -283,6 +308,14 @@ def _make_handler(site: FakeArtstation):
             raise ValueError(f"unknown fault {action}")
 
     return Handler
+
+
+def _listing_item(hash_id: str, project) -> dict:
+    item = {"hash_id": hash_id}
+    if isinstance(project, dict):  # tests also plant projects that are not objects
+        item.update(id=project.get("id"), title=project.get("title"), user=project.get("user"),
+                    hide_as_adult=project.get("adult_content"))
+    return item
 
 
 def _json(obj) -> bytes:

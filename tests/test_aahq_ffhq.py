@@ -30,8 +30,9 @@ def lm(x):
             "mouth_right": [x + 7, 20.0]}
 
 
-def by_asset(out):
-    return {r["asset_id"]: r for r in read_records(Path(out) / "manifest.jsonl")}
+def by_asset(out, project=None):
+    return {r["asset_id"]: r for r in read_records(Path(out) / "manifest.jsonl")
+            if project is None or r["project_id"] == project}
 
 
 @pytest.fixture
@@ -69,9 +70,13 @@ def test_aahq_download_landmarks_resume_and_limit(aahq_site, tmp_path):
     site.sticky["/raw/bad.jpg"] = "notimage"
     out = tmp_path / "out"
     assert aahq.main(["--json", str(spec), "--out", str(out), "--limit", "3", *FAST]) == 0
-    assert set(by_asset(out)) == {"a.jpg", "b.jpg", "c.jpg"}  # first three raw images
+    assert set(by_asset(out, "aahq")) == {"a.jpg", "b.jpg", "c.jpg"}  # first three raw images
+    bad = by_asset(out, "aahq_entry")  # unusable entries are recorded with the reason
+    assert {k: r["reason"] for k, r in bad.items()} == {
+        "0007.png": "bad_entry:landmarks is not a mapping",
+        "0008.png": "bad_entry:image_url is not an http(s) URL"}
     assert aahq.main(["--json", str(spec), "--out", str(out), *FAST]) == 0
-    recs = by_asset(out)
+    recs = by_asset(out, "aahq")
     assert set(recs) == {"a.jpg", "b.jpg", "c.jpg", "../../evil name.jpg", "bad.jpg", "e.jpg"}
     assert recs["a.jpg"]["status"] == "ok" and recs["a.jpg"]["attempts"] == 3
     assert recs["bad.jpg"]["status"] == "failed" and "not_an_image" in recs["bad.jpg"]["reason"]
@@ -97,7 +102,7 @@ def test_aahq_download_landmarks_resume_and_limit(aahq_site, tmp_path):
     for limit in ("3", "2"):
         assert aahq.main(["--json", str(spec), "--out", str(out), "--limit", limit,
                           "--publish", str(pub), *FAST]) == 0
-        assert len(read_records(pub / "manifest.jsonl")) == int(limit)
+        assert sum(r["project_id"] == "aahq" for r in read_records(pub / "manifest.jsonl")) == int(limit)
         assert len(json.loads((pub / "landmarks.json").read_text())) == int(limit)
         assert len(list((pub / "images").iterdir())) == int(limit)
     assert site.images_sent() == sent

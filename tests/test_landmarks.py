@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from workflow.dataset.landmarks import (
-    DlibDetector, build_landmark_file, fan_weights_present, load_landmark_file, to_points,
+    DlibDetector, build_landmark_file, fan_weights_present, load_landmark_file, read_landmark_file,
+    to_points,
 )
 
 
@@ -60,8 +61,15 @@ def test_file_backend_keeps_listed_images(astronaut_dir, tmp_path):
     assert list(result) == ["astronaut.png"] and result["astronaut.png"]["raw_name"] == "x"
 
 
-def test_bad_landmark_file_names_the_entry(tmp_path):
+def test_bad_landmark_entries_are_named_and_the_rest_kept(tmp_path):
+    lm = {"eye_left": [1, 2], "eye_right": [3, 2], "mouth_left": [1, 5], "mouth_right": [3, 5]}
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"a.png": {"landmarks": {"eye_left": [1, 2]}}}))
-    with pytest.raises(ValueError, match="a.png"):
-        load_landmark_file(bad)
+    bad.write_text(json.dumps({"a.png": {"landmarks": {"eye_left": [1, 2]}}, "b.png": {"landmarks": lm},
+                               "c.png": {**lm, "n_faces": "two"}}))
+    entries, problems = read_landmark_file(bad)
+    assert set(entries) == {"b.png", "c.png"} and "mouth_right" in problems["a.png"]
+    assert entries["c.png"]["landmarks"] == lm and "n_faces" not in entries["c.png"]  # wrapped
+    assert load_landmark_file(bad) == entries
+    (tmp_path / "notjson.json").write_text("{oops")
+    with pytest.raises(ValueError, match="notjson.json"):
+        load_landmark_file(tmp_path / "notjson.json")

@@ -19,6 +19,7 @@ SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 class Handler(http.server.BaseHTTPRequestHandler):
     log = []  # (path, Range header, bytes sent)
+    quota_pages_left = 0
 
     def log_message(self, *args):
         pass
@@ -30,6 +31,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._redirect(f"http://127.0.0.1:{port}/file.bin")
         if self.path == "/redirect-other":
             return self._redirect(f"http://localhost:{port}/file.bin")
+        if self.path == "/quota-once":  # a file host's quota page first, the real file after
+            Handler.quota_pages_left -= 1
+            if Handler.quota_pages_left >= 0:
+                return self._send(200, b"<!DOCTYPE html><html>Quota exceeded</html>", rng,
+                                  "text/html")
+            self.path = "/file.bin"
         if self.path == "/html":
             body = b"<!DOCTYPE html><html>Quota exceeded</html>"
             return self._send(200, body, rng, "text/html")
@@ -199,6 +206,36 @@ def test_redirect_policy(server, tmp_path):
 def test_html_page_instead_of_weights_is_an_error(server, tmp_path):
     with pytest.raises(pt.PretrainedError, match="HTML page"):
         pt.fetch(entry(f"{server}/html", sha256=None), tmp_path, retries=0, log=quiet)
+
+
+def test_a_quota_page_does_not_poison_the_next_fetch(server, tmp_path):
+    """The HTML page is refused before it is written, so the next fetch starts clean
+    (a .part holding it would be resumed from forever, with Range requests)."""
+    Handler.quota_pages_left = 1
+    with pytest.raises(pt.PretrainedError, match="HTML page"):
+        pt.fetch(entry(f"{server}/quota-once"), tmp_path, retries=0, log=quiet)
+    assert not list((tmp_path / pt.STORE).glob("*.part"))
+    path = pt.fetch(entry(f"{server}/quota-once"), tmp_path, retries=0, log=quiet)
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_a_part_longer_than_the_file_is_discarded(server, tmp_path):
+    part = tmp_path / pt.STORE / "weights.pth.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(PAYLOAD + b"junk from another file")
+    path = pt.fetch(entry(f"{server}/file.bin", size=len(PAYLOAD)), tmp_path, retries=0, log=quiet)
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_a_failed_check_moves_the_body_aside(server, tmp_path):
+    """Wrong size: the body goes to .part.bad, and the next fetch downloads afresh."""
+    with pytest.raises(pt.ChecksumError, match="size mismatch"):
+        pt.fetch(entry(f"{server}/file.bin", size=len(PAYLOAD) + 1), tmp_path, retries=0, log=quiet)
+    assert not (tmp_path / pt.STORE / "weights.pth.part").exists()
+    assert (tmp_path / pt.STORE / "weights.pth.part.bad").exists()
+    Handler.log.clear()
+    pt.fetch(entry(f"{server}/file.bin", size=len(PAYLOAD)), tmp_path, retries=0, log=quiet)
+    assert Handler.log == [("/file.bin", None, len(PAYLOAD))]  # no Range: a fresh start
 
 
 def test_trust_on_first_use_pins_the_hash(server, tmp_path):

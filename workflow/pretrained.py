@@ -11,11 +11,14 @@ verifies), the folder's download store, a file you already have (`--file NAME=PA
 `--link-from DIR`, matched by file name), and only then the network: an HTTP GET into
 `DIR/.store/FILE.part` that resumes with a Range request after an interruption, then the
 SHA-256 check, then a rename, then a hard link to `DIR/FILE`. The store copy survives a workflow
-manager deleting `DIR/FILE` before a rerun, so nothing is downloaded twice.
+manager deleting `DIR/FILE` before a rerun, so nothing is downloaded twice. Downloads go through
+the project's HTTP transport (workflow.transport): keep-alive, proxies from the environment
+(HTTPS_PROXY, NO_PROXY), a progress bar for large files on a terminal, and a deadline per attempt.
 
 Safety: http(s) only; redirects followed only to the same host or to hosts the entry (or
 --allow-host) names, never from https to http; an HTML page where a weights file was expected is
-an error (quota and confirmation pages of file hosts); nothing fetched is ever executed or
+an error (quota and confirmation pages of file hosts), and a body that fails a check (HTML, size,
+checksum) is moved aside to FILE.part.bad, never resumed from; nothing fetched is ever executed or
 unpickled here. Errors are one line and name the file: a checksum mismatch gives the expected and
 the actual hash, an offline or unreachable fetch gives the URL and how to place the file by hand.
 """
@@ -24,17 +27,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import http.client
 import os
 import shutil
-import ssl
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-import yaml
+from tqdm import tqdm
+
+from workflow.errors import add_debug_flag, read_yaml, run_cli
+from workflow.transport import Transport, TransportError, backoff_schedule, count_failure
 
 REGISTRY = Path(__file__).with_name("pretrained.yaml")
 USER_AGENT = "blendgan-repro-pretrained/0.1 (research reproduction; resumable, verified downloads)"
@@ -42,6 +47,8 @@ CHUNK = 1 << 20
 REDIRECTS = {301, 302, 303, 307, 308}
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 STORE = ".store"
+DEADLINE = 3600.0  # seconds per download attempt; a slower link resumes in the next attempt
+PROGRESS_MIN_BYTES = 16 * 2**20  # smaller files download without a progress bar
 
 
 class PretrainedError(Exception):
@@ -83,7 +90,9 @@ class Entry:
 
 def load_registry(path: str | Path | None = None) -> dict[str, Entry]:
     path = Path(path or REGISTRY)
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml(path, "pretrained-file registry") or {}
+    if not isinstance(data, dict):
+        raise PretrainedError(f"{path}: the registry is a mapping with a `files` list")
     entries = {}
     for item in data.get("files") or []:
         item = dict(item)
@@ -172,72 +181,76 @@ def _check_not_html(entry: Entry, path: Path):
 
 
 # ----------------------------------------------------------------------------------- download
-def _connect(url: str, timeout: float):
-    parts = urlsplit(url)
-    if parts.scheme == "https":
-        return http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout,
-                                           context=ssl.create_default_context())
-    if parts.scheme == "http":
-        return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    raise PretrainedError(f"refusing URL scheme {parts.scheme!r} in {url} (http and https only)")
+def _check_redirect(url: str, current: str, target: str, allowed: set):
+    parts, tparts = urlsplit(current), urlsplit(target)
+    if tparts.scheme not in ("http", "https"):
+        raise PretrainedError(f"refusing redirect to {tparts.scheme!r}: {target}")
+    if parts.scheme == "https" and tparts.scheme != "https":
+        raise PretrainedError(f"refusing redirect from https to {tparts.scheme}: {target}")
+    if (tparts.hostname or "").lower() not in allowed:
+        raise PretrainedError(
+            f"refusing cross-host redirect from {url} to {tparts.hostname} "
+            f"(allow it with --allow-host {tparts.hostname} if you trust it)")
 
 
-def _open(url: str, offset: int, allow_hosts, timeout: float, max_redirects: int = 8):
-    """GET with a Range from ``offset``, following only allowed redirects.
-    Returns (connection, response, final url)."""
+@contextmanager
+def _open(transport: Transport, url: str, offset: int, allow_hosts, timeout: float,
+          deadline: float, max_redirects: int = 8):
+    """GET with a Range from ``offset``, following only allowed redirects, all within
+    ``deadline`` seconds. Yields (exchange, final url)."""
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise PretrainedError(f"refusing URL scheme {urlsplit(url).scheme!r} in {url} "
+                              f"(http and https only)")
     origin = (urlsplit(url).hostname or "").lower()
     allowed = {origin} | {h.lower() for h in allow_hosts}
+    headers = {"Accept": "*/*"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    end = time.monotonic() + deadline
     current = url
     for _ in range(max_redirects + 1):
-        parts = urlsplit(current)
-        conn = _connect(current, timeout)
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
-        headers = {"User-Agent": USER_AGENT, "Accept": "*/*", "Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        conn.request("GET", path, headers=headers)
-        resp = conn.getresponse()
-        if resp.status not in REDIRECTS:
-            return conn, resp, current
-        location = resp.getheader("Location")
-        resp.read()
-        conn.close()
+        with transport.open(current, timeout=timeout, deadline=end - time.monotonic(),
+                            headers=headers) as exchange:
+            if exchange.status not in REDIRECTS:
+                yield exchange, current
+                return
+            location = exchange.headers.get("location")
         if not location:
             raise PretrainedError(f"redirect without Location from {current}")
         target = urljoin(current, location)
-        tparts = urlsplit(target)
-        if parts.scheme == "https" and tparts.scheme != "https":
-            raise PretrainedError(f"refusing redirect from https to {tparts.scheme}: {target}")
-        if (tparts.hostname or "").lower() not in allowed:
-            raise PretrainedError(
-                f"refusing cross-host redirect from {url} to {tparts.hostname} "
-                f"(allow it with --allow-host {tparts.hostname} if you trust it)")
+        _check_redirect(url, current, target, allowed)
         current = target
     raise PretrainedError(f"too many redirects from {url}")
 
 
+def _looks_like_html(head: bytes) -> bool:
+    return head.lstrip()[:64].lower().startswith((b"<!doctype html", b"<html"))
+
+
 def download(url: str, part: Path, allow_hosts=(), timeout: float = 60.0, retries: int = 3,
-             backoff: float = 2.0, log=print) -> Path:
+             backoff: float = 2.0, log=print, deadline: float = DEADLINE,
+             progress: bool | None = None, transport: Transport | None = None) -> Path:
     """Download ``url`` into ``part``, resuming from its current size with a Range request.
     A server that ignores the Range gets a fresh start. Returns ``part`` when the body is
-    complete. Network errors are retried (resuming); the last one is raised as OSError."""
+    complete. Each attempt ends within ``deadline`` seconds (a slow link keeps what it got
+    and the next attempt resumes from there); network errors are retried, the last one is
+    raised as OSError. An HTML page where the file was expected is refused before any of it
+    is written. ``progress``: a progress bar (None: on a terminal, for large bodies)."""
     part.parent.mkdir(parents=True, exist_ok=True)
+    transport = transport or Transport(USER_AGENT)
+    schedule = backoff_schedule(retries, backoff, 300.0)
     attempt = 0
     while True:
         offset = part.stat().st_size if part.exists() else 0
         try:
-            conn, resp, final = _open(url, offset, allow_hosts, timeout)
-            try:
+            with _open(transport, url, offset, allow_hosts, timeout, deadline) as (resp, final):
                 if resp.status == 416 and offset:  # the .part already holds the whole body
-                    resp.read()
                     return part
                 if resp.status == 206:
-                    start = _content_range_start(resp.getheader("Content-Range"))
+                    start = _content_range_start(resp.headers.get("content-range"))
                     if start != offset:
                         raise PretrainedError(f"bad Content-Range from {final}: "
-                                              f"{resp.getheader('Content-Range')!r}")
+                                              f"{resp.headers.get('content-range')!r}")
                     mode = "ab"
                     if offset:
                         log(f"resuming {part.name} at byte {offset}")
@@ -246,33 +259,56 @@ def download(url: str, part: Path, allow_hosts=(), timeout: float = 60.0, retrie
                     if offset:
                         log(f"{final} ignored the Range request; restarting {part.name}")
                 elif resp.status in RETRY_STATUSES:
-                    raise ConnectionError(f"HTTP {resp.status} {resp.reason} from {final}")
+                    raise TransportError(f"HTTP {resp.status} from {final}", True)
                 else:
-                    raise PretrainedError(f"HTTP {resp.status} {resp.reason} from {final}")
-                total = resp.getheader("Content-Length")
-                expected = int(total) if total and total.isdigit() else None
-                written = 0
-                with open(part, mode) as f:
-                    while True:
-                        block = resp.read(CHUNK)
-                        if not block:
-                            break
-                        f.write(block)
-                        written += len(block)
-                    f.flush()
-                    os.fsync(f.fileno())
-                if expected is not None and written < expected:
-                    raise ConnectionError(f"truncated body ({written} of {expected} bytes)")
+                    raise PretrainedError(f"HTTP {resp.status} from {final}")
+                length = resp.headers.get("content-length", "")
+                expected = int(length) if length.isdigit() else None
+                _write_body(resp, part, mode, offset if mode == "ab" else 0, expected, final,
+                            progress)
                 return part
-            finally:
-                conn.close()
-        except (OSError, http.client.HTTPException) as exc:
+        except TransportError as exc:
+            if not exc.retryable:
+                raise OSError(exc.reason) from None
             attempt += 1
-            if attempt > retries:
-                raise OSError(f"{type(exc).__name__}: {exc}") from None
-            wait = backoff * 2 ** (attempt - 1)
-            log(f"{url}: {type(exc).__name__}: {exc}; retry {attempt}/{retries} in {wait:.0f}s")
+            schedule = count_failure(schedule, url, exc.reason)
+            if schedule is None:
+                raise OSError(exc.reason) from None
+            wait = schedule.get_backoff_time()
+            log(f"{url}: {exc.reason}; retry {attempt}/{retries} in {wait:.0f}s")
             time.sleep(wait)
+
+
+def _write_body(resp, part: Path, mode: str, offset: int, expected: int | None, url: str,
+                progress: bool | None):
+    total = offset + expected if expected is not None else None
+    show = progress if progress is not None else (
+        sys.stderr.isatty() and (total is None or total >= PROGRESS_MIN_BYTES))
+    written, f = 0, None
+    with tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+              desc=part.name.removesuffix(".part"), disable=not show, file=sys.stderr,
+              leave=False) as bar:
+        try:
+            for block in resp.chunks(CHUNK):
+                if f is None:  # opened only now, so a refused page never truncates the .part
+                    if offset == 0 and _looks_like_html(block[:512]):
+                        raise PretrainedError(
+                            f"{url} sent an HTML page instead of the file (a quota or "
+                            f"confirmation page?); download it in a browser and pass "
+                            f"--link-from DIR")
+                    f = open(part, mode)
+                f.write(block)
+                written += len(block)
+                bar.update(len(block))
+            if f is None:
+                f = open(part, mode)
+            f.flush()
+            os.fsync(f.fileno())
+        finally:
+            if f is not None:
+                f.close()
+    if expected is not None and written < expected:
+        raise TransportError(f"truncated body ({written} of {expected} bytes)", True)
 
 
 def _content_range_start(value: str | None) -> int | None:
@@ -315,7 +351,8 @@ def _user_copy(entry: Entry, files: dict, link_from) -> Path | None:
 
 def fetch(entry: Entry, folder: str | Path, *, offline: bool = False, files: dict | None = None,
           link_from=(), allow_hosts=(), strict: bool = False, timeout: float = 60.0,
-          retries: int = 3, log=print) -> Path:
+          retries: int = 3, log=print, deadline: float = DEADLINE,
+          progress: bool | None = None) -> Path:
     """Make ``folder/entry.filename`` a verified copy of the entry; returns its path."""
     folder = Path(folder)
     target = folder / entry.filename
@@ -353,18 +390,21 @@ def fetch(entry: Entry, folder: str | Path, *, offline: bool = False, files: dic
     if not entry.url:
         raise PretrainedError(f"{entry.name}: no URL in the registry: {how}")
     log(f"{entry.name}: downloading {entry.url}")
+    if part.is_file() and entry.size is not None and part.stat().st_size > entry.size:
+        part.unlink()  # longer than the file: not a prefix a Range request could complete
     try:
         download(entry.url, part, tuple(entry.allow_hosts) + tuple(allow_hosts), timeout,
-                 retries, log=log)
+                 retries, log=log, deadline=deadline, progress=progress)
     except OSError as exc:
         raise OfflineError(f"{entry.name}: could not reach {entry.url} ({exc}); {how}") from None
-    _check_not_html(entry, part)
+    # A body that fails a check never stays where the next fetch would resume from it.
     try:
+        _check_not_html(entry, part)
         verify_file(entry, part, strict, pin=False)
-    except ChecksumError as exc:
+    except PretrainedError as exc:
         bad = part.with_name(part.name + ".bad")
         os.replace(part, bad)
-        raise ChecksumError(f"{exc}; the download was moved to {bad}") from None
+        raise type(exc)(f"{exc}; the download was moved to {bad}") from None
     os.replace(part, store)
     if not entry.sha256 and not entry.sha256_prefix:
         _pin_path(store).write_text(f"{sha256_file(store)}  {entry.filename}\n")
@@ -395,6 +435,7 @@ def main(argv=None) -> int:
     common.add_argument("--strict", action="store_true",
                         help="refuse files that have no published checksum")
     common.add_argument("--log", help="also append messages to this file")
+    add_debug_flag(common)
     sub.add_parser("list", parents=[common], help="show the registry and what is present")
     for cmd in ("fetch", "verify"):
         p = sub.add_parser(cmd, parents=[common], help=f"{cmd} files (all when no NAME)")
@@ -407,8 +448,13 @@ def main(argv=None) -> int:
                            help="a file you already have for one entry")
             p.add_argument("--allow-host", action="append", default=[], metavar="HOST",
                            help="an extra host that redirects may lead to")
-            p.add_argument("--timeout", type=float, default=60.0, help="seconds per socket read")
+            p.add_argument("--timeout", type=float, default=60.0,
+                           help="seconds per connect and per socket read")
+            p.add_argument("--deadline", type=float, default=DEADLINE,
+                           help="seconds per download attempt, however the server trickles "
+                                "(a slower link resumes in the next attempt)")
             p.add_argument("--retries", type=int, default=3, help="network retries (resuming)")
+            p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     log_file = open(args.log, "a") if getattr(args, "log", None) else None
 
@@ -448,7 +494,8 @@ def main(argv=None) -> int:
         for e in entries:
             fetch(e, args.dir, offline=args.offline, files=files, link_from=args.link_from,
                   allow_hosts=args.allow_host, strict=args.strict, timeout=args.timeout,
-                  retries=args.retries, log=log)
+                  retries=args.retries, log=log, deadline=args.deadline,
+                  progress=False if args.no_progress else None)
         return 0
     except PretrainedError as exc:
         log(f"error: {exc}", err=True)
@@ -459,4 +506,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 from pathlib import Path
 
 import torch
 import yaml
 
 from .config import add_config_args, load_config, to_dict
-from .core import configure_threads, init_distributed, main_wrapper, run
+from .core import ResumeError, configure_threads, init_distributed, main_wrapper, run
 
 
 def train_main(argv, cfg_cls, build_trainer, description: str, add_args=None):
@@ -39,4 +40,10 @@ def train_main(argv, cfg_cls, build_trainer, description: str, add_args=None):
         final = Path(args.final) if args.final else out / "final.pt"
         return run(trainer, resolved, final, args.stop_after_images, not args.no_resume)
 
-    return main_wrapper(go)
+    try:
+        return main_wrapper(go)
+    except (ResumeError, OSError, ValueError) as exc:  # a bad setting or input: say which, briefly
+        if args.debug:
+            raise
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

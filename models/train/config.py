@@ -105,5 +105,9 @@ def add_config_args(parser):
     parser.add_argument("--final", help="path of the final checkpoint (default OUT/final.pt)")
     parser.add_argument("--stop-after-images", type=int, default=None,
                         help="stop (after a snapshot) once this many images are seen, as if killed")
-    parser.add_argument("--no-resume", action="store_true", help="ignore existing snapshots")
+    parser.add_argument("--restart", "--no-resume", dest="no_resume", action="store_true",
+                        help="start over instead of resuming (existing snapshots are moved to "
+                             "OUT/snapshots.previous)")
+    parser.add_argument("--debug", action="store_true",
+                        help="full traceback of an expected failure instead of one line")
     return parser

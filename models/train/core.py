@@ -214,6 +214,58 @@ def latest_valid_snapshot(folder, log=print) -> tuple[Path, dict] | None:
     return None
 
 
+class ResumeError(ValueError):
+    """The newest snapshot was made with settings that change what a step means."""
+
+
+def step_settings(loop, models: dict) -> dict:
+    """What a snapshot must share with the run resuming it: images per step, accumulation
+    rounds and every network's class and constructor arguments (JSON-normalised)."""
+    return json.loads(json.dumps({
+        "batch": loop.batch, "accum": loop.accum,
+        "networks": {name: {"class": type(m).__name__, "kwargs": dict(getattr(m, "init_kwargs", {}))}
+                     for name, m in models.items()},
+    }))
+
+
+def check_resumable(path: Path, payload: dict, loop, models: dict):
+    """ResumeError (one line: the snapshot, what differs, what to do) unless ``payload`` was
+    saved with the same step settings; a resumed run would otherwise count images wrongly."""
+    now = step_settings(loop, models)
+    saved = payload["extra"].get("settings")
+    if saved is None:  # snapshots written before settings were stored
+        saved_loop = payload.get("config", {}).get("loop", {})
+        saved = {"batch": saved_loop.get("batch", now["batch"]),
+                 "accum": saved_loop.get("accum", now["accum"]),
+                 "networks": json.loads(json.dumps(
+                     {n: {"class": e["class"], "kwargs": e["kwargs"]}
+                      for n, e in payload["models"].items()}))}
+    diffs = [f"loop.{k} {saved[k]} -> {now[k]}" for k in ("batch", "accum") if saved[k] != now[k]]
+    for name in sorted(set(saved["networks"]) | set(now["networks"])):
+        if saved["networks"].get(name) != now["networks"].get(name):
+            diffs.append(f"network {name}")
+    images = payload["extra"].get("images")
+    if not diffs and images is not None and images != int(payload["extra"]["step"]) * loop.batch:
+        diffs.append(f"images {images} != step x batch")
+    if diffs:
+        raise ResumeError(
+            f"{path}: cannot resume: the snapshot's settings differ ({', '.join(diffs)}); "
+            f"restore them, or pass --restart to start over (old snapshots are moved aside)")
+
+
+def set_aside_snapshots(snap_dir: Path) -> Path | None:
+    """--restart: move old snapshots out of the way (to ``snapshots.previous``, replacing an
+    older set), so a later resume can never pick one of them up."""
+    if not snap_dir.is_dir() or not any(snap_dir.glob(f"{SNAPSHOT_PREFIX}*.pt")):
+        return None
+    aside = snap_dir.with_name(snap_dir.name + ".previous")
+    if aside.exists():
+        import shutil
+        shutil.rmtree(aside)
+    os.replace(snap_dir, aside)
+    return aside
+
+
 # ------------------------------------------------------------------------------ logging
 class StatsLog:
     """stats.jsonl (always) and TensorBoard scalars (when the tensorboard package exists)."""
@@ -500,10 +552,16 @@ def run(trainer: Trainer, config: dict, final_path, stop_after_images: int | Non
                          f"x accum ({cfg.accum})")
     snap_dir = out / "snapshots"
     step = 0
+    if not resume and dist.main:
+        aside = set_aside_snapshots(snap_dir)
+        if aside:
+            trainer.log(f"restarting: previous snapshots moved to {aside}")
+    dist.barrier()
     if resume:
         found = latest_valid_snapshot(snap_dir, log=trainer.log)
         if found:
             path, payload = found
+            check_resumable(path, payload, cfg, trainer.models)
             for name, entry in payload["models"].items():
                 trainer.models[name].load_state_dict(entry["state_dict"], strict=True)
             for name, opt in trainer.optimizers.items():
@@ -517,7 +575,7 @@ def run(trainer: Trainer, config: dict, final_path, stop_after_images: int | Non
 
     def snapshot():
         if dist.main:
-            extra = {"step": step, "images": images,
+            extra = {"step": step, "images": images, "settings": step_settings(cfg, trainer.models),
                      "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
                      "trainer": trainer.extra_state()}
             p = write_snapshot(snap_dir, images, trainer.models, config, extra, cfg.keep_snapshots)

@@ -12,7 +12,6 @@ given: the landmarks are in that file's pixel coordinates, so no larger variant 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -20,25 +19,23 @@ from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
+from workflow.errors import InputError, read_json, run_cli
+
 from .download import Downloader
 from .http_client import ChallengeError
-from .manifest import Manifest, write_json_atomic
+from .landmarks import clean_points
+from .manifest import Manifest, record_key, write_json_atomic
+from .names import sanitize_name, unique_names
 from .scrape import add_client_args, client_from_args, finish
 
-POINTS = ("eye_left", "eye_right", "mouth_left", "mouth_right")
+ENTRY_PROJECT = "aahq_entry"  # project_id of the manifest records of unusable JSON entries
 
 
 def check_landmarks(landmarks) -> dict:
-    """The four named points as [x, y] floats, or ValueError."""
+    """The four named points as finite [x, y] floats, or ValueError."""
     if not isinstance(landmarks, dict):
         raise ValueError("landmarks is not a mapping")
-    out = {}
-    for name in POINTS:
-        point = landmarks.get(name)
-        if not (isinstance(point, (list, tuple)) and len(point) == 2):
-            raise ValueError(f"landmark {name} missing or not [x, y]")
-        out[name] = [float(point[0]), float(point[1])]
-    return out
+    return clean_points(landmarks)
 
 
 def group_entries(entries: dict) -> tuple[dict, list]:
@@ -88,20 +85,26 @@ def main(argv=None) -> int:
     add_client_args(parser, delay=0.5)
     args = parser.parse_args(argv)
 
-    with open(args.json, encoding="utf-8") as f:
-        entries = json.load(f)
+    entries = read_json(args.json, "AAHQ JSON")
     if not isinstance(entries, dict):
-        raise SystemExit(f"{args.json}: expected a JSON object keyed by aligned name")
+        raise InputError(f"{args.json}: expected a JSON object keyed by aligned name")
     images, bad = group_entries(entries)
     for aligned, why in bad:
         print(f"{args.json}: entry {aligned!r} ignored: {why}", file=sys.stderr)
     raws = list(images)  # first appearance in sorted aligned-name order: deterministic
+    # File stems from the raw names, unique over the whole list (x.jpg and x.png are two
+    # images), so that a larger --limit later never renames what is already downloaded.
+    stems = unique_names(raws, lambda raw: sanitize_name(os.path.splitext(raw)[0]))
     if args.limit is not None:
         raws = raws[: args.limit]
 
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(args.out / "manifest.jsonl")
     downloader = Downloader(client_from_args(args), args.out, manifest, args.max_pixels)
+    for aligned, why in bad:  # recorded once, so the manifest says why a face is missing
+        key = {"project_id": ENTRY_PROJECT, "asset_id": aligned}
+        if (manifest.get(record_key(key)) or {}).get("reason") != f"bad_entry:{why}":
+            downloader.skip(key, f"bad_entry:{why}")
     status = 0
     try:
         for raw in tqdm(raws, desc="aahq", unit="img", disable=args.no_progress):
@@ -110,7 +113,10 @@ def main(argv=None) -> int:
                     "aligned_names": [f["aligned_name"] for f in images[raw]["faces"]]}
             if downloader.done(f"aahq/{raw}"):
                 continue
-            downloader.download(base, [images[raw]["image_url"]], os.path.splitext(raw)[0])
+            if stems[raw] is None:
+                downloader.skip(base, "name_collision")
+            else:
+                downloader.download(base, [images[raw]["image_url"]], stems[raw])
     except ChallengeError as exc:
         print(f"STOPPED: {exc}", file=sys.stderr)
         status = 3
@@ -121,8 +127,9 @@ def main(argv=None) -> int:
     c = downloader.counts
     print(f"aahq: {c['ok']} downloaded, {c['failed']} failed this run; {n} images with landmarks "
           f"in {args.out / 'landmarks.json'}", file=sys.stderr)
-    return finish(args, status, keys={f"aahq/{raw}" for raw in raws})
+    keys = {f"aahq/{raw}" for raw in raws} | {f"{ENTRY_PROJECT}/{a}" for a, _ in bad}
+    return finish(args, status, keys=keys)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
+import sys
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import scipy.ndimage
@@ -21,7 +21,10 @@ from PIL import Image, ImageFilter
 from tqdm import tqdm
 
 from workflow.dataset.imageio import DEFAULT_MAX_PIXELS, ImageRejected, load_rgb, to_rgb
-from workflow.dataset.landmarks import POINT_NAMES, load_landmark_file, to_points
+from workflow.dataset.landmarks import POINT_NAMES, read_landmark_file, to_points
+from workflow.dataset.names import sanitize_name, unique_names
+from workflow.dataset.pool import process_pool
+from workflow.errors import add_debug_flag, run_cli
 
 SUPERSAMPLE = {"reference": 4, "fast": 2}
 
@@ -183,14 +186,34 @@ def align_face(image: Image.Image, landmarks, size: int = 1024) -> Image.Image:
 
 # ---------------------------------------------------------------- command line (one dataset)
 
+def crop_names(names) -> dict:
+    """Raw name -> file name of its aligned crop (None: a clash no rename resolves).
+
+    The relative path without its extension, '/' flattened to '__', made safe (a name with
+    spaces, newlines or other characters outside [A-Za-z0-9._-] gets a hash of the original);
+    raw names that would share a crop (x.jpg and x.png, a/b.png and a__b.png) get a hash of
+    their whole relative path instead, so one face never replaces another."""
+    def candidate(name):
+        flat = PurePosixPath(name).with_suffix("").as_posix().replace("/", "__")
+        return sanitize_name(flat, max_len=150) + ".png"
+    return unique_names(names, candidate)
+
+
 def _align_one(task):
-    name, raw_dir, out_dir, entry, size, method, max_pixels = task
-    out_path = Path(out_dir) / (Path(name).with_suffix("").as_posix().replace("/", "__") + ".png")
+    name, crop_name, raw_dir, out_dir, entry, problem, size, method, max_pixels = task
     record = {"name": name, "aligned": None}
+    if crop_name is None:
+        record.update(status="rejected", reason="name_collision",
+                      detail="another raw image takes the same crop name")
+        return record
+    out_path = Path(out_dir) / crop_name
     try:  # decode first: a broken file is a decode error whatever the detector said
         img = load_rgb(Path(raw_dir) / name, max_pixels=max_pixels)
     except ImageRejected as exc:
         record.update(status="rejected", reason=exc.reason, detail=exc.detail, **exc.values)
+        return record
+    if problem is not None:  # an entry of the landmark file that could not be used
+        record.update(status="rejected", reason="bad_landmarks", detail=problem)
         return record
     if entry is None:
         record.update(status="rejected", reason="no_face")
@@ -221,7 +244,7 @@ def align_folder(raw_dir, landmark_file, out_dir, records_path, size=256, method
     """
     from workflow.dataset.imageio import list_images
 
-    landmarks = load_landmark_file(landmark_file)
+    landmarks, problems = read_landmark_file(landmark_file)
     names = list_images(raw_dir) if names is None else names
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     partial = Path(str(records_path) + ".partial")
@@ -234,16 +257,21 @@ def align_folder(raw_dir, landmark_file, out_dir, records_path, size=256, method
                 continue  # a line cut by a kill
             if rec.get("aligned") is None or (Path(out_dir) / rec["aligned"]).exists():
                 done[rec["name"]] = rec
-    todo = [(n, str(raw_dir), str(out_dir), landmarks.get(n), size, method, max_pixels)
-            for n in names if n not in done]
-    with open(partial, "a") as log:
-        results = map(_align_one, todo) if workers <= 1 else \
-            ProcessPoolExecutor(workers).map(_align_one, todo, chunksize=4)
-        for rec in tqdm(results, total=len(todo), desc=f"align {Path(raw_dir).name}", unit="img",
-                        initial=len(done), disable=None):
-            done[rec["name"]] = rec
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
+    crops = crop_names(names)
+    todo = [(n, crops[n], str(raw_dir), str(out_dir), landmarks.get(n), problems.get(n), size,
+             method, max_pixels) for n in names if n not in done]
+    pool = process_pool(workers) if workers > 1 and len(todo) > 1 else None
+    try:
+        with open(partial, "a") as log:
+            results = pool.map(_align_one, todo, chunksize=4) if pool else map(_align_one, todo)
+            for rec in tqdm(results, total=len(todo), desc=f"align {Path(raw_dir).name}",
+                            unit="img", initial=len(done), disable=None):
+                done[rec["name"]] = rec
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
     tmp = Path(str(records_path) + ".tmp")
     with open(tmp, "w") as f:
         for n in names:
@@ -266,6 +294,7 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="reject images with more decoded pixels than this")
+    add_debug_flag(p)
     a = p.parse_args(argv)
     from workflow.dataset.imageio import list_images
 
@@ -277,4 +306,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from PIL import Image, ImageDraw
 
 from workflow.dataset.filter import read_jsonl, write_text_atomic
 from workflow.dataset.imageio import ImageRejected, load_rgb
+from workflow.errors import add_debug_flag, run_cli
 
 TILE = 96
 
@@ -88,6 +90,7 @@ def main(argv=None):
     p.add_argument("--raw", required=True)
     p.add_argument("--lmdb", help="packed LMDB folder (its metadata record is summarised)")
     p.add_argument("--out-dir", required=True, help="writes card.json, card.md, contact_sheet.png")
+    add_debug_flag(p)
     a = p.parse_args(argv)
     records = read_jsonl(a.records)
     accepted = [line.strip() for line in Path(a.accepted).read_text().splitlines() if line.strip()]
@@ -109,4 +112,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -11,9 +11,7 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
-import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +21,10 @@ from PIL import Image
 from .http_client import FetchError, PoliteClient
 from .manifest import (Manifest, make_record, read_records, record_key, write_json_atomic,
                        write_jsonl_atomic)
+from .names import sanitize_name
 
 DEFAULT_MAX_PIXELS = 50_000_000  # same cap as workflow.dataset.imageio
 FORMAT_EXT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 
 
 class ImageCheckError(Exception):
@@ -48,25 +45,6 @@ class Fetched:
     width: int | None = None
     height: int | None = None
     attempts: int = 0
-
-
-def sanitize_name(name: str, max_len: int = 80) -> str:
-    """A safe single path component from an untrusted string (ids, raw names, URL parts).
-
-    Keeps [A-Za-z0-9._-], turns everything else (slashes, '..', NUL, control and non-ASCII
-    characters) into '_', strips leading dots, and when anything changed appends a short hash
-    of the original so that two hostile names cannot collide on the same file.
-    """
-    original = str(name)
-    text = unicodedata.normalize("NFKC", original)
-    text = _UNSAFE.sub("_", text).strip("._") or "x"
-    if text.split(".")[0].lower() in _RESERVED:
-        text = "_" + text
-    changed = text != original
-    if changed or len(text) > max_len:
-        digest = hashlib.sha1(original.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-        text = f"{text[: max_len - 9]}-{digest}"
-    return text
 
 
 def check_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
@@ -158,6 +136,9 @@ class Downloader:
         self.max_pixels = max_pixels
         self.counts = {"ok": 0, "skipped": 0, "failed": 0, "kept": 0}
         self.recover()
+        # file stem (path without extension) -> key of the ok record that owns it
+        self.owners = {_stem(rec["path"]): key for key, rec in manifest.records.items()
+                       if rec.get("status") == "ok" and rec.get("path")}
 
     def recover(self) -> None:
         for key, rec in list(self.manifest.records.items()):
@@ -186,10 +167,15 @@ class Downloader:
         return rec
 
     def download(self, base: dict, urls: list[str], stem: str, check=None) -> dict:
-        """Fetch, record and commit one asset; `base` holds the record's identity and attribution."""
-        fetched = fetch_image(self.client, urls, self.images, sanitize_name(stem), self.max_pixels,
+        """Fetch, record and commit one asset; `base` holds the record's identity and attribution.
+        An asset whose file name another asset already holds is skipped, never written over it."""
+        key, stem = record_key(base), sanitize_name(stem)
+        owner = self.owners.get(f"images/{stem}")
+        if owner is not None and owner != key:
+            return self.skip(base, f"name_collision:{owner}")
+        fetched = fetch_image(self.client, urls, self.images, stem, self.max_pixels,
                               check, fsync=self.manifest.fsync)
-        previous = self.manifest.get(record_key(base))
+        previous = self.manifest.get(key)
         attempts = fetched.attempts + ((previous or {}).get("attempts") or 0)
         if fetched.status != "ok":
             rec = make_record(**{**base, "status": "failed", "reason": fetched.reason,
@@ -205,8 +191,14 @@ class Downloader:
         })
         self.manifest.append(rec)
         commit(fetched)
+        self.owners[_stem(rec["path"])] = key
         self.counts["ok"] += 1
         return rec
+
+
+def _stem(rel_path: str) -> str:
+    """images/x.tar.jpg -> images/x.tar: the stem that fetch_image was given."""
+    return rel_path.rsplit(".", 1)[0] if "." in rel_path.rsplit("/", 1)[-1] else rel_path
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

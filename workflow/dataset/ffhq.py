@@ -14,17 +14,22 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
+import re
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from tqdm import tqdm
 
-from .download import Downloader, ImageCheckError, check_image, link_or_copy, sanitize_name
+from workflow.errors import InputError, read_json, run_cli
+
+from .download import Downloader, ImageCheckError, check_image, link_or_copy
 from .http_client import ChallengeError
+from .landmarks import clean_points
 from .manifest import Manifest, make_record, write_json_atomic
+from .names import sanitize_name, unique_names
 from .scrape import add_client_args, client_from_args, finish
+from .values import text, web_url
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 
@@ -49,12 +54,14 @@ def list_folder(folder: Path) -> list[str]:
 
 
 def ingest_folder(folder: Path, out: Path, size: int, limit: int | None, max_pixels: int,
-                  label: str, progress: bool) -> tuple[dict, set]:
+                  label: str, progress: bool, max_bytes: int = 64 * 2**20) -> tuple[dict, set]:
     names = list_folder(folder)
     if limit is not None:
         names = names[:limit]
     manifest = Manifest(out / "manifest.jsonl")
     counts = {"ok": 0, "skipped": 0}
+    # the relative path is kept (sanitised per component) so landmark files stay valid
+    targets = unique_names(names, lambda rel: "/".join(sanitize_name(p) for p in Path(rel).parts))
     try:
         for rel in tqdm(names, desc=label, unit="img", disable=not progress):
             prev = manifest.get(f"{label}/{rel}")
@@ -63,8 +70,22 @@ def ingest_folder(folder: Path, out: Path, size: int, limit: int | None, max_pix
             if prev and prev["status"] == "ok" and (out / prev["path"]).exists():
                 continue
             src = folder / rel
-            data = src.read_bytes()
             base = {"project_id": label, "asset_id": rel, "url": src.resolve().as_uri()}
+            try:
+                if targets[rel] is None:
+                    raise ImageCheckError("name_collision")
+                if src.stat().st_size > max_bytes:
+                    raise ImageCheckError(f"too_large_file:{src.stat().st_size}")
+                data = src.read_bytes()
+            except OSError as exc:
+                manifest.append(make_record(**base, status="skipped",
+                                            reason=f"unreadable:{type(exc).__name__}"))
+                counts["skipped"] += 1
+                continue
+            except ImageCheckError as exc:
+                manifest.append(make_record(**base, status="skipped", reason=exc.reason))
+                counts["skipped"] += 1
+                continue
             try:
                 _, width, height = check_image(data, max_pixels)
                 if size and width != height:
@@ -75,9 +96,7 @@ def ingest_folder(folder: Path, out: Path, size: int, limit: int | None, max_pix
                 manifest.append(make_record(**base, status="skipped", reason=exc.reason, size=len(data)))
                 counts["skipped"] += 1
                 continue
-            # the relative path is kept (sanitised per component) so landmark files stay valid
-            parts = [p if p == sanitize_name(p) else sanitize_name(p) for p in Path(rel).parts]
-            dst = out / "images" / Path(*parts)
+            dst = out / "images" / targets[rel]
             link_or_copy(src, dst)
             manifest.append(make_record(
                 **base, status="ok", path=dst.relative_to(out).as_posix(),
@@ -91,8 +110,9 @@ def ingest_folder(folder: Path, out: Path, size: int, limit: int | None, max_pix
 
 
 def load_metadata(path: Path) -> list[tuple[str, dict]]:
-    with open(path, encoding="utf-8") as f:
-        meta = json.load(f)
+    meta = read_json(path, "FFHQ metadata JSON")
+    if not isinstance(meta, (dict, list)):
+        raise InputError(f"{path}: expected a JSON object (or list) of FFHQ entries")
     items = meta.items() if isinstance(meta, dict) else enumerate(meta)
     pairs = [(str(k), v) for k, v in items if isinstance(v, dict)]
     return sorted(pairs, key=lambda kv: (int(kv[0]) if kv[0].isdigit() else 1 << 62, kv[0]))
@@ -104,6 +124,22 @@ def md5_check(expected: str | None):
     return lambda data: None if hashlib.md5(data).hexdigest() == expected.lower() else "md5_mismatch"
 
 
+def _mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def entry_problem(part: dict, which: str) -> str | None:
+    """Why this metadata entry cannot be downloaded, or None."""
+    if not part.get("file_url"):
+        return f"no_{which}_url"
+    if web_url(part.get("file_url")) is None:
+        return "bad_entry:file_url"
+    md5 = part.get("file_md5")
+    if md5 is not None and not (isinstance(md5, str) and re.fullmatch(r"[0-9a-fA-F]{32}", md5)):
+        return "bad_entry:file_md5"
+    return None
+
+
 def fetch_from_metadata(args) -> int:
     entries = load_metadata(args.metadata)
     if args.limit is not None:
@@ -113,21 +149,23 @@ def fetch_from_metadata(args) -> int:
     landmarks_by_key, status = {}, 0
     try:
         for key, entry in tqdm(entries, desc="ffhq", unit="img", disable=args.no_progress):
-            part = entry.get(args.which) or {}
-            info = entry.get("metadata") or {}
-            base = {"project_id": "ffhq", "asset_id": key, "url": part.get("file_url"),
-                    "artist": info.get("author"), "title": info.get("photo_title"),
-                    "project_url": info.get("photo_url"), "license": info.get("license")}
+            part, info = _mapping(entry.get(args.which)), _mapping(entry.get("metadata"))
+            base = {"project_id": "ffhq", "asset_id": key, "url": web_url(part.get("file_url")),
+                    "artist": text(info.get("author")), "title": text(info.get("photo_title")),
+                    "project_url": web_url(info.get("photo_url")),
+                    "license": text(info.get("license"))}
             try:
-                landmarks_by_key[key] = four_points(part.get("face_landmarks"))
+                landmarks_by_key[key] = clean_points(four_points(part.get("face_landmarks")))
             except (ValueError, TypeError):
-                pass
+                pass  # no landmarks: the landmark stage finds none and records no_face
             if downloader.done(f"ffhq/{key}"):
                 continue
-            if not part.get("file_url"):
-                downloader.skip(base, f"no_{args.which}_url")
+            problem = entry_problem(part, args.which)
+            if problem:
+                downloader.skip(base, problem)
                 continue
-            stem = Path(part.get("file_path") or f"{int(key):05d}").stem
+            path = part.get("file_path")
+            stem = PurePosixPath(path).stem if isinstance(path, str) and path.strip() else key
             downloader.download(base, [part["file_url"]], stem, check=md5_check(part.get("file_md5")))
     except ChallengeError as exc:
         print(f"STOPPED: {exc}", file=sys.stderr)
@@ -167,9 +205,9 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.folder is not None:
         if not args.folder.is_dir():
-            raise SystemExit(f"{args.folder}: not a folder")
+            raise InputError(f"{args.folder}: not a folder")
         counts, keys = ingest_folder(args.folder, args.out, args.size, args.limit, args.max_pixels,
-                               args.label, not args.no_progress)
+                                     args.label, not args.no_progress, args.max_bytes)
         print(f"{args.label}: {counts['ok']} images linked, {counts['skipped']} rejected (see "
               f"{args.out / 'manifest.jsonl'})", file=sys.stderr)
         return finish(args, 0, keys=keys)
@@ -177,4 +215,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

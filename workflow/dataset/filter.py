@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -27,6 +28,10 @@ import numpy as np
 import scipy.ndimage
 from PIL import Image
 from tqdm import tqdm
+
+from workflow import errors
+from workflow.dataset.pool import process_pool
+from workflow.errors import add_debug_flag, run_cli
 
 from .dedup import find_duplicates
 
@@ -113,8 +118,7 @@ def filter_records(records: list[dict], aligned_dir, cfg: FilterConfig, workers:
 
     tasks = [(str(Path(aligned_dir) / r["aligned"]), cfg.analysis_size) for r in candidates]
     if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(workers) as pool:
+        with process_pool(workers) as pool:
             measures = list(tqdm(pool.map(_measure_task, tasks, chunksize=8), total=len(tasks),
                                  desc="filter: measure", unit="img", disable=None))
     else:
@@ -151,8 +155,7 @@ def filter_records(records: list[dict], aligned_dir, cfg: FilterConfig, workers:
 
 
 def read_jsonl(path) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return errors.read_jsonl(path)
 
 
 def write_text_atomic(path, text: str) -> None:
@@ -171,13 +174,16 @@ def main(argv=None):
     p.add_argument("--accepted", required=True, help="output: accepted aligned file names, one a line")
     p.add_argument("--rejections", required=True, help="output: JSON lines, one rejection each")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    add_debug_flag(p)
     a = p.parse_args(argv)
     cfg_dict = {}
     if a.config:
-        import yaml
-        cfg_dict = yaml.safe_load(Path(a.config).read_text()) or {}
+        cfg_dict = errors.read_yaml(a.config, "filter config") or {}
     if a.settings:
-        cfg_dict.update(json.loads(a.settings))
+        try:
+            cfg_dict.update(json.loads(a.settings))
+        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            raise errors.InputError(f"--settings: not a JSON object of filter settings ({exc})") from None
     cfg = FilterConfig.from_dict(cfg_dict)
     records = read_jsonl(a.records)
     accepted, rejections, _ = filter_records(records, a.aligned, cfg, a.workers)
@@ -190,4 +196,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -1,22 +1,25 @@
-"""A polite, defensive HTTP GET client for dataset acquisition (standard library only).
+"""A polite, defensive HTTP GET client for dataset acquisition, on the project's one transport.
 
-Politeness: one request at a time (a lock), a minimum delay between request starts, capped
-exponential back-off with jitter on 429/5xx/timeouts/resets/truncated bodies, `Retry-After`
-honoured, a User-Agent that names the project. Safety: http(s) only, redirects followed only
-to the same host or to hosts allowed explicitly, response bodies capped. Repeated 403 challenge
-pages stop the run with `ChallengeError`: we wait for the site, we do not evade it.
+Politeness: one request at a time (a lock), a minimum delay between the end of one request and
+the start of the next, capped exponential back-off with jitter on 429/5xx/timeouts/resets/
+truncated bodies (counted by urllib3's Retry), `Retry-After` honoured, a User-Agent that names
+the project. Safety: http(s) only, redirects followed only to the same host or to hosts allowed
+explicitly, response bodies capped, and a total deadline per request (connect, headers, body
+and redirects) that a slowly dripping server cannot stretch (workflow.transport). Repeated 403
+challenge pages stop the run with `ChallengeError`: we wait for the site, we do not evade it.
 """
 from __future__ import annotations
 
 import email.utils
-import http.client
 import json
 import random
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
+
+from workflow.dataset.values import web_url
+from workflow.transport import BodyTooLarge, Transport, TransportError, backoff_schedule, count_failure
 
 USER_AGENT = (
     "blendgan-repro-dataset/0.1 (research reproduction of BlendGAN; one request at a time; "
@@ -83,7 +86,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 @dataclass
 class PoliteClient:
     delay: float = 1.0  # minimum seconds between the end of a request and the next start
-    timeout: float = 30.0  # seconds per connect/read operation
+    timeout: float = 30.0  # seconds per connect and per socket read
     max_retries: int = 5  # retries after the first attempt
     backoff: float = 2.0  # first back-off; doubles each retry
     backoff_cap: float = 120.0  # longest back-off between two attempts
@@ -95,6 +98,7 @@ class PoliteClient:
     user_agent: str = USER_AGENT
     jitter: float = 0.25  # back-off and delay are stretched by up to this fraction
     seed: int | None = None
+    deadline: float | None = None  # total seconds per attempt, redirects included (None: 4 x timeout)
     sleep: callable = time.sleep
     clock: callable = time.monotonic
     requests_made: int = field(default=0, init=False)
@@ -105,11 +109,15 @@ class PoliteClient:
     def __post_init__(self):
         self._rng = random.Random(self.seed)
         self.allow_hosts = tuple(h.lower() for h in self.allow_hosts)
+        if self.deadline is None:
+            self.deadline = max(4 * self.timeout, 1.0)
+        self.transport = Transport(self.user_agent)
 
     # -- public API -------------------------------------------------------------------------
     def get(self, url: str, max_bytes: int | None = None, accept: str = "*/*") -> Response:
         """GET with retries; returns a 200 response or raises FetchError / ChallengeError."""
         cap = self.max_bytes if max_bytes is None else max_bytes
+        schedule = backoff_schedule(self.max_retries, self.backoff, self.backoff_cap)
         attempts = 0
         while True:
             attempts += 1
@@ -118,10 +126,10 @@ class PoliteClient:
                 resp.attempts = attempts
                 return resp
             except _Retryable as exc:
-                if attempts > self.max_retries:
+                schedule = count_failure(schedule, url, exc.reason)
+                if schedule is None:
                     raise FetchError(exc.reason, url, attempts, exc.status) from None
-                wait = min(self.backoff_cap, self.backoff * 2 ** (attempts - 1))
-                wait *= 1.0 + self.jitter * self._rng.random()
+                wait = schedule.get_backoff_time() * (1.0 + self.jitter * self._rng.random())
                 if exc.retry_after is not None:
                     if exc.retry_after > self.retry_after_cap:
                         raise FetchError(
@@ -137,23 +145,32 @@ class PoliteClient:
         resp = self.get(url, max_bytes=max_bytes, accept="application/json")
         try:
             return json.loads(resp.body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise FetchError("bad_json", url, resp.attempts, resp.status) from None
+
+    def close(self):
+        self.transport.close()
 
     # -- internals --------------------------------------------------------------------------
     def _get_following_redirects(self, url: str, cap: int, accept: str) -> Response:
+        if not web_url(url):
+            raise FetchError("unsupported_url", str(url)[:200], 1)
         origin = _host(url)
         current = url
+        end = self.clock() + self.deadline  # one budget for the whole chain of redirects
         for _ in range(self.max_redirects + 1):
-            status, headers, body = self._request_once(current, cap, accept)
+            status, headers, body = self._request_once(current, cap, accept, end)
             if status in REDIRECT_STATUSES:
                 location = headers.get("location")
                 if not location:
                     raise FetchError("redirect_without_location", url, 1, status)
-                target = urljoin(current, location)
-                host = _host(target)
-                if urlsplit(target).scheme not in ("http", "https"):
+                try:
+                    target = urljoin(current, location)
+                except ValueError:
+                    raise FetchError("redirect_refused:bad_location", url, 1, status) from None
+                if not web_url(target):
                     raise FetchError("redirect_refused:scheme", url, 1, status)
+                host = _host(target)
                 if host != origin and not self._allowed(target):
                     raise FetchError(f"redirect_refused:{host}", url, 1, status)
                 current = target
@@ -174,60 +191,48 @@ class PoliteClient:
             if remaining > 0:
                 self.sleep(remaining)
 
-    def _request_once(self, url: str, cap: int, accept: str):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise FetchError("unsupported_url", url, 1)
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
-        conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    def _request_once(self, url: str, cap: int, accept: str, end: float):
+        if not web_url(url):
+            raise FetchError("unsupported_url", str(url)[:200], 1)
         with self._lock:  # one request at a time, process-wide for this client
             self._wait_turn()
             self.requests_made += 1
-            conn = conn_cls(parts.hostname, parts.port, timeout=self.timeout)
             try:
-                conn.request("GET", path, headers={
-                    "User-Agent": self.user_agent, "Accept": accept, "Accept-Encoding": "identity",
-                })
-                resp = conn.getresponse()
-                status = resp.status
-                headers = {k.lower(): v for k, v in resp.getheaders()}
-                length = headers.get("content-length")
-                if status == 200 and length and length.isdigit() and int(length) > cap:
-                    raise FetchError(f"too_large:{length}", url, 1, status)
-                body = self._read_capped(resp, cap, url, status)
-            except (socket.timeout, TimeoutError):
-                raise _Retryable("timeout") from None
-            except http.client.IncompleteRead:
-                raise _Retryable("truncated") from None
-            except (ConnectionError, http.client.HTTPException, OSError) as exc:
-                raise _Retryable(f"connection:{type(exc).__name__}") from None
+                left = end - self.clock()
+                if left <= 0:
+                    raise _Retryable("timeout")
+                with self.transport.open(url, timeout=self.timeout, deadline=left,
+                                         headers={"Accept": accept}) as exchange:
+                    status, headers = exchange.status, exchange.headers
+                    length = headers.get("content-length", "")
+                    if status == 200 and length.isdigit() and int(length) > cap:
+                        raise FetchError(f"too_large:{length}", url, 1, status)
+                    body = self._read_capped(exchange, cap, url, status)
+            except TransportError as exc:
+                if not exc.retryable:
+                    raise FetchError(exc.reason, url, 1) from None
+                raise _Retryable(exc.reason) from None
             finally:
-                conn.close()
                 self._last_end = self.clock()
         return self._classify(url, status, headers, body)
 
-    def _read_capped(self, resp, cap: int, url: str, status: int) -> bytes:
-        chunks, total = [], 0
-        deadline = self.clock() + max(4 * self.timeout, 1.0)  # a slow drip cannot hold us forever
-        while True:
-            chunk = resp.read(min(1 << 16, cap + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > cap:
-                if status == 200:
-                    raise FetchError(f"too_large:>{cap}", url, 1, status)
-                break  # error bodies are only sniffed, never kept whole
-            if self.clock() > deadline:
-                raise _Retryable("timeout")
-        body = b"".join(chunks)
-        length = resp.getheader("content-length")
-        if status == 200 and length and length.isdigit() and len(body) < int(length):
-            raise _Retryable("truncated")
-        return body
+    @staticmethod
+    def _read_capped(exchange, cap: int, url: str, status: int) -> bytes:
+        if status != 200:  # error bodies are only sniffed (challenge pages), never kept whole
+            parts, total = [], 0
+            try:
+                for chunk in exchange.chunks(min(1 << 16, cap + 1)):
+                    parts.append(chunk)
+                    total += len(chunk)
+                    if total > min(cap, 1 << 16):
+                        break
+            except TransportError:
+                pass  # the status already says what happened
+            return b"".join(parts)
+        try:
+            return exchange.read(cap)
+        except BodyTooLarge:
+            raise FetchError(f"too_large:>{cap}", url, 1, status) from None
 
     def _classify(self, url: str, status: int, headers: dict, body: bytes):
         if status == 200:

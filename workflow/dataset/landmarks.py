@@ -14,10 +14,14 @@ import argparse
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
+from workflow.dataset.pool import process_pool
+from workflow.errors import add_debug_flag, run_cli
 
 POINT_NAMES = ("eye_left", "eye_right", "mouth_left", "mouth_right")
 BACKENDS = ("file", "dlib", "face-alignment", "aligned")
@@ -31,25 +35,41 @@ def points_from_68(shape) -> dict:
 
 
 def to_points(landmarks) -> tuple[np.ndarray, ...]:
-    """(eye_left, eye_right, mouth_left, mouth_right) from a four-point mapping or a 68x2 array."""
+    """(eye_left, eye_right, mouth_left, mouth_right) from a four-point mapping or a 68x2 array;
+    ValueError naming the point that is missing, not [x, y], or not finite."""
     if isinstance(landmarks, dict):
         if "landmarks" in landmarks:  # a whole landmark-file entry
             landmarks = landmarks["landmarks"]
+        if not isinstance(landmarks, dict):
+            return to_points(landmarks if landmarks is not None else [])
         missing = [k for k in POINT_NAMES if k not in landmarks]
         if missing:
             raise ValueError(f"landmarks lack {missing}")
-        pts = tuple(np.asarray(landmarks[k], dtype=np.float64) for k in POINT_NAMES)
+        pts = tuple(_point(name, landmarks[name]) for name in POINT_NAMES)
     else:
-        arr = np.asarray(landmarks, dtype=np.float64)
+        try:
+            arr = np.asarray(landmarks, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"landmarks are not numbers ({exc})") from None
         if arr.shape == (68, 2):
             return to_points(points_from_68(arr))
         if arr.shape != (4, 2):
             raise ValueError(f"landmarks must be a mapping, a 68x2 or a 4x2 array, got shape {arr.shape}")
-        pts = tuple(arr)
-    for p in pts:
-        if p.shape != (2,) or not np.all(np.isfinite(p)):
-            raise ValueError(f"bad landmark point {p!r}")
+        pts = tuple(_point(name, p) for name, p in zip(POINT_NAMES, arr))
+    for name, p in zip(POINT_NAMES, pts):
+        if not np.all(np.isfinite(p)):
+            raise ValueError(f"landmark {name} is not finite: {p.tolist()}")
     return pts
+
+
+def _point(name: str, value) -> np.ndarray:
+    try:
+        p = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"landmark {name} is not a pair of numbers ({exc})") from None
+    if p.shape != (2,):
+        raise ValueError(f"landmark {name} is not [x, y]: {value!r}"[:200])
+    return p
 
 
 def canonical_landmarks(width: int, height: int) -> dict:
@@ -65,24 +85,81 @@ def canonical_landmarks(width: int, height: int) -> dict:
             "n_faces": 1, "boxes": [[0.0, 0.0, float(width), float(height)]], "backend": "aligned"}
 
 
-def load_landmark_file(path) -> dict:
-    """Read a landmark file: {name: {"landmarks": {...}, ...extra fields}}; validates each entry."""
-    with open(path) as f:
-        data = json.load(f)
+def clean_points(landmarks) -> dict:
+    """The four named points as [x, y] floats (from any form `to_points` takes); ValueError
+    saying what is wrong: a missing point, a point that is not [x, y], NaN or infinity."""
+    try:
+        points = to_points(landmarks)
+    except TypeError as exc:
+        raise ValueError(f"landmarks are not numbers ({exc})") from None
+    return {k: [float(p[0]), float(p[1])] for k, p in zip(POINT_NAMES, points)}
+
+
+def check_entry(entry) -> dict:
+    """A landmark-file entry in canonical form, or ValueError with the reason.
+
+    Canonical: the four points under `landmarks` (an entry that gives them bare, without the
+    wrapper, is wrapped), extra fields kept; `n_faces` and `boxes`, which the filter reads, are
+    dropped unless well formed. An entry written as unusable (`landmarks: null` and a
+    `problem`) is refused with that problem."""
+    if not isinstance(entry, dict):
+        raise ValueError("entry is not a JSON object")
+    if entry.get("landmarks") is None and entry.get("problem"):
+        raise ValueError(str(entry["problem"]))
+    if "landmarks" in entry:
+        out = dict(entry)
+    elif any(k in entry for k in POINT_NAMES):
+        out = {k: v for k, v in entry.items() if k not in POINT_NAMES}
+        out["landmarks"] = {k: entry[k] for k in POINT_NAMES if k in entry}
+    else:
+        raise ValueError("no landmarks")
+    clean_points(out["landmarks"])
+    n_faces = out.get("n_faces")
+    if n_faces is not None and (isinstance(n_faces, bool) or not isinstance(n_faces, int)
+                                or n_faces < 1):
+        del out["n_faces"]
+    if "boxes" in out and not _good_boxes(out["boxes"]):
+        del out["boxes"]
+    return out
+
+
+def _good_boxes(boxes) -> bool:
+    try:
+        arr = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return arr.ndim == 2 and arr.shape[1] == 4 and len(arr) > 0 and bool(np.isfinite(arr).all())
+
+
+def read_landmark_file(path) -> tuple[dict, dict]:
+    """(usable entries in canonical form, {name: why an entry is unusable}) of a landmark file
+    {name: {"landmarks": {...}, ...extra fields}}. One bad entry costs that image only; a file
+    that is not a JSON object of entries is a ValueError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path}: not a JSON landmark file ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a landmark file is a JSON object keyed by image name")
+    entries, problems = {}, {}
     for name, entry in data.items():
         try:
-            to_points(entry)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{path}: entry {name!r}: {exc}") from None
-    return data
+            entries[name] = check_entry(entry)
+        except ValueError as exc:
+            problems[name] = str(exc)
+    return entries, problems
+
+
+def load_landmark_file(path) -> dict:
+    """The usable entries of a landmark file (see read_landmark_file for the unusable ones)."""
+    return read_landmark_file(path)[0]
 
 
 def write_json_atomic(path, obj) -> None:
     tmp = Path(str(path) + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
+    with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
+        json.dump(obj, f, indent=1, sort_keys=True, allow_nan=False)
     os.replace(tmp, path)
 
 
@@ -183,8 +260,13 @@ def build_landmark_file(raw_dir, out_path, backend="file", source_file=None, wor
     if backend == "file":
         if not source_file:
             raise ValueError("backend 'file' needs a landmark file")
-        given = load_landmark_file(source_file)
+        given, problems = read_landmark_file(source_file)
         result = {n: given[n] for n in names if n in given}
+        # Unusable entries are kept as such, so that the alignment records why (not "no face").
+        for n in names:
+            if n in problems:
+                result[n] = {"landmarks": None, "problem": f"{source_file}: {problems[n]}"}
+                print(f"{source_file}: entry {n!r} unusable: {problems[n]}", file=sys.stderr)
     elif backend == "aligned":
         from PIL import Image, UnidentifiedImageError
 
@@ -196,14 +278,16 @@ def build_landmark_file(raw_dir, out_path, backend="file", source_file=None, wor
                 pass  # the alignment stage records the decode failure
     else:
         tasks = [(str(raw_dir), n, backend, device) for n in names]
-        if workers > 1 and backend == "dlib":
-            from concurrent.futures import ProcessPoolExecutor
-            results = ProcessPoolExecutor(workers).map(_detect_one, tasks, chunksize=4)
-        else:
-            results = map(_detect_one, tasks)
-        for name, entry in tqdm(results, total=len(tasks), desc=f"landmarks ({backend})", unit="img", disable=None):
-            if entry is not None:
-                result[name] = entry
+        pool = process_pool(workers) if workers > 1 and backend == "dlib" else None
+        try:
+            results = pool.map(_detect_one, tasks, chunksize=4) if pool else map(_detect_one, tasks)
+            for name, entry in tqdm(results, total=len(tasks), desc=f"landmarks ({backend})",
+                                    unit="img", disable=None):
+                if entry is not None:
+                    result[name] = entry
+        finally:
+            if pool:
+                pool.shutdown(cancel_futures=True)
     write_json_atomic(out_path, result)
     return result
 
@@ -217,10 +301,12 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="landmark file to write")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--device", default="cpu", help="torch device for face-alignment")
+    add_debug_flag(p)
     a = p.parse_args(argv)
     result = build_landmark_file(a.raw, a.out, a.backend, a.file, a.workers, a.device)
-    print(f"{len(result)} faces found in {a.raw} ({a.backend}) -> {a.out}")
+    found = sum(entry.get("landmarks") is not None for entry in result.values())
+    print(f"{found} faces found in {a.raw} ({a.backend}) -> {a.out}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

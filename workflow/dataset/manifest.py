@@ -21,6 +21,12 @@ FIELDS = (
 )
 
 
+def json_line(record) -> bytes:
+    """One JSON line as UTF-8. Text that UTF-8 cannot hold (lone surrogates, which valid JSON
+    from a server can carry) is written as its \\uXXXX escape, never an error."""
+    return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
+
+
 def record_key(record: dict) -> str:
     return f"{record.get('project_id') or ''}/{record.get('asset_id')}"
 
@@ -90,8 +96,7 @@ class Manifest:
         return self.records.get(key)
 
     def append(self, record: dict) -> None:
-        line = json.dumps(record, ensure_ascii=False, sort_keys=False) + "\n"
-        self._file.write(line.encode("utf-8"))
+        self._file.write(json_line(record))
         self._file.flush()
         if self.fsync:
             os.fsync(self._file.fileno())
@@ -119,7 +124,7 @@ def write_jsonl_atomic(path: str | os.PathLike, records) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
         for record in records:
-            f.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+            f.write(json_line(record))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -129,8 +134,8 @@ def write_jsonl_atomic(path: str | os.PathLike, records) -> None:
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, sort_keys=True, ensure_ascii=False)
+    with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
+        json.dump(obj, f, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False)
         f.write("\n")
         f.flush()
         os.fsync(f.fileno())

@@ -12,12 +12,15 @@ import io
 import json
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
+import sys
 from pathlib import Path
 
 import lmdb
 from PIL import Image
 from tqdm import tqdm
+
+from workflow.dataset.pool import process_pool
+from workflow.errors import add_debug_flag, read_json, run_cli
 
 FORMATS = {"jpeg": "JPEG", "png": "PNG"}
 
@@ -68,7 +71,7 @@ def pack_lmdb(names, image_dir, out_path, sizes, fmt="jpeg", quality=95, workers
     env = lmdb.open(str(tmp), map_size=max(1 << 30, 2 * per_image * len(names)), readahead=False,
                     meminit=False, map_async=True)
     tasks = [(str(Path(image_dir) / n), sizes, fmt, quality) for n in names]
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    pool = process_pool(workers) if workers > 1 else None
     try:
         encoded = pool.map(_encode_task, tasks, chunksize=8) if pool else map(_encode_task, tasks)
         txn = env.begin(write=True)
@@ -93,7 +96,7 @@ def pack_lmdb(names, image_dir, out_path, sizes, fmt="jpeg", quality=95, workers
     finally:
         env.close()
         if pool:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=True)
     if out_path.exists():
         shutil.rmtree(out_path)
     os.replace(tmp, out_path)
@@ -111,12 +114,13 @@ def main(argv=None):
     p.add_argument("--quality", type=int, default=95, help="JPEG quality")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--provenance", help="JSON file stored in the metadata record")
+    add_debug_flag(p)
     a = p.parse_args(argv)
     names = [line.strip() for line in Path(a.accepted).read_text().splitlines() if line.strip()]
-    prov = json.loads(Path(a.provenance).read_text()) if a.provenance else {"source": str(a.images)}
+    prov = read_json(a.provenance, "provenance JSON") if a.provenance else {"source": str(a.images)}
     meta = pack_lmdb(names, a.images, a.out, a.sizes, a.format, a.quality, a.workers, prov)
     print(f"packed {meta['length']} images at sizes {meta['sizes']} into {a.out}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

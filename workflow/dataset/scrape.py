@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from tqdm import tqdm
 
+from workflow.errors import add_debug_flag, run_cli
+
+from .artstation_json import BadJSON, channels, is_noai, listing_page, parse_project  # noqa: F401
 from .download import DEFAULT_MAX_PIXELS, Downloader, publish
 from .http_client import USER_AGENT, ChallengeError, FetchError, PoliteClient
 from .manifest import Manifest
@@ -28,15 +30,6 @@ DEFAULT_BASE_URL = "https://www.artstation.com"
 DEFAULT_CHANNEL = "Portraits"
 DEFAULT_SORTINGS = ("trending", "latest", "popular")
 LISTING_DEPTH = 10_000  # the site stops listing a sort order near this many projects
-
-
-def is_noai(tags) -> bool:
-    """True when any tag equals "noai" ignoring case, spaces, hyphens (and underscores)."""
-    for tag in tags or ():
-        name = tag.get("name", "") if isinstance(tag, dict) else str(tag)
-        if re.sub(r"[\s\-_]+", "", name).lower() == "noai":
-            return True
-    return False
 
 
 def candidate_urls(image_url: str) -> list[str]:
@@ -71,46 +64,46 @@ class ArtstationScraper:
     def resolve_channel(self) -> int:
         if str(self.channel).isdigit():
             return int(self.channel)
-        data = self.client.get_json(f"{self.base}/api/v2/community/channels/channels.json")
-        channels = data.get("data", []) if isinstance(data, dict) else data
+        known = channels(self.client.get_json(f"{self.base}/api/v2/community/channels/channels.json"))
         wanted = self.channel.strip().casefold()
-        for ch in channels:
-            if str(ch.get("name", "")).strip().casefold() == wanted:
-                return int(ch["id"])
-        names = ", ".join(sorted(str(ch.get("name")) for ch in channels))
-        raise SystemExit(f"channel {self.channel!r} not found; available: {names}")
+        if wanted not in known:
+            names = ", ".join(sorted(known)) or "none readable"
+            raise SystemExit(f"channel {self.channel!r} not found; available: {names}")
+        return known[wanted]
 
     def list_projects(self, channel_id: int) -> list[str]:
-        """Unique project hash ids, in order of first appearance over the sort orders."""
+        """Unique project hash ids, in order of first appearance over the sort orders.
+
+        A sort order ends at an empty page, at its total_count, at the site's listing depth,
+        or at a page that brings no project new to it (a page served for every page number,
+        or a total_count that lies, would otherwise cost a request per page to the depth)."""
         seen: dict[str, None] = {}
         max_pages = math.ceil(LISTING_DEPTH / self.per_page)
         for sorting in self.sortings:
-            page, total = 1, None
-            while page <= max_pages:
+            listed: set[str] = set()
+            for page in range(1, max_pages + 1):
                 query = urlencode({"channel_id": channel_id, "page": page,
                                    "per_page": self.per_page, "sorting": sorting})
                 try:
-                    data = self.client.get_json(
-                        f"{self.base}/api/v2/community/channels/projects.json?{query}")
-                except FetchError as exc:
-                    self.log(f"listing {sorting} page {page} failed ({exc.reason}); next sort order")
+                    ids, total = listing_page(self.client.get_json(
+                        f"{self.base}/api/v2/community/channels/projects.json?{query}"))
+                except (FetchError, BadJSON) as exc:
+                    reason = exc.reason if isinstance(exc, FetchError) else str(exc)
+                    self.log(f"listing {sorting} page {page} failed ({reason}); next sort order")
                     break
-                if not isinstance(data, dict) or not isinstance(data.get("data") or [], list):
-                    self.log(f"listing {sorting} page {page}: unexpected JSON; next sort order")
-                    break
-                items = data.get("data") or []
-                total = data.get("total_count", total)
-                for item in items:
-                    if not isinstance(item, dict):
-                        continue
-                    hash_id = item.get("hash_id") or item.get("id")
-                    if hash_id is not None:
-                        seen.setdefault(str(hash_id), None)
+                new = [h for h in ids if h not in listed]
+                listed.update(new)
+                for hash_id in new:
+                    seen.setdefault(hash_id, None)
                     if self.max_projects and len(seen) >= self.max_projects:
                         return list(seen)
-                if not items or (total is not None and page * self.per_page >= int(total)):
+                if not new:
+                    if ids:
+                        self.log(f"listing {sorting} page {page} brought no new project; "
+                                 f"next sort order")
                     break
-                page += 1
+                if total is not None and page * self.per_page >= total:
+                    break
         return list(seen)
 
     # -- projects -------------------------------------------------------------------------
@@ -125,47 +118,38 @@ class ArtstationScraper:
             self.downloader.counts["kept"] += 1
             return
         try:
-            project = self.client.get_json(f"{self.base}/projects/{quote(hash_id, safe='')}.json")
-            if not isinstance(project, dict):
-                raise FetchError("unexpected_json", hash_id, 1)
+            data = self.client.get_json(f"{self.base}/projects/{quote(hash_id, safe='')}.json")
         except FetchError as exc:
             self.projects.append({"project_id": hash_id, "asset_id": None, "status": "failed",
                                   "reason": exc.reason, "attempts": exc.attempts})
             self.log(f"project {hash_id}: {exc.reason}")
             return
-        user = project.get("user") if isinstance(project.get("user"), dict) else {}
-        base = {
-            "project_id": hash_id,
-            "artist": user.get("full_name") or user.get("username"),
-            "artist_username": user.get("username"),
-            "title": project.get("title"),
-            "project_url": project.get("permalink") or f"{self.base}/artwork/{hash_id}",
-        }
-        project_reasons = []
-        if is_noai(project.get("tags")):
-            project_reasons.append("noai_tag")
-        if project.get("adult_content"):
-            project_reasons.append("adult_content")
-        assets = [a for a in project.get("assets") or [] if isinstance(a, dict) and "id" in a]
-        for asset in assets:
-            rec = {**base, "asset_id": str(asset["id"]), "url": asset.get("image_url")}
-            key = f"{hash_id}/{rec['asset_id']}"
-            if self.downloader.done(key):
+        try:
+            project = parse_project(hash_id, data, self.base)
+        except BadJSON as exc:
+            # Recorded as done: the same JSON would only fail the same way on every rerun.
+            reason = f"bad_project:{exc}"
+            self.downloader.skip({"project_id": hash_id, "asset_id": None}, reason)
+            self.projects.append({"project_id": hash_id, "asset_id": None, "status": "skipped",
+                                  "reason": reason, "asset_ids": []})
+            self.log(f"project {hash_id}: {reason}")
+            return
+        for asset in project.assets:
+            rec = {**project.attribution, "asset_id": asset.asset_id, "url": asset.url}
+            if self.downloader.done(f"{hash_id}/{asset.asset_id}"):
                 continue
-            if project_reasons:
-                self.downloader.skip(rec, ",".join(project_reasons))
-            elif asset.get("asset_type") != "image":
-                self.downloader.skip(rec, f"asset_type:{asset.get('asset_type')}")
-            elif not asset.get("has_image", True) or not asset.get("image_url"):
-                self.downloader.skip(rec, "no_image")
+            if project.skip:
+                self.downloader.skip(rec, ",".join(project.skip))
+            elif asset.skip:
+                self.downloader.skip(rec, asset.skip)
             elif self.limit_reached():
                 return  # no project record: a rerun with a larger limit comes back here
             else:
-                stem = f"{hash_id}_{rec['asset_id']}"
-                self.downloader.download(rec, candidate_urls(asset["image_url"]), stem)
+                self.downloader.download(rec, candidate_urls(asset.url),
+                                         f"{hash_id}_{asset.asset_id}")
         self.projects.append({"project_id": hash_id, "asset_id": None, "status": "ok",
-                              "reason": ",".join(project_reasons) or None,
-                              "asset_ids": [str(a["id"]) for a in assets]})
+                              "reason": ",".join(project.skip) or None,
+                              "asset_ids": [a.asset_id for a in project.assets]})
 
     def limit_reached(self) -> bool:
         if self.limit is None:
@@ -209,7 +193,8 @@ def add_client_args(parser: argparse.ArgumentParser, delay: float = 1.0) -> None
     g = parser.add_argument_group("politeness and safety")
     g.add_argument("--delay", type=float, default=delay,
                    help=f"minimum seconds between requests (default {delay})")
-    g.add_argument("--timeout", type=float, default=30.0, help="seconds per connect/read (default 30)")
+    g.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds per connect and per socket read (default 30)")
     g.add_argument("--max-retries", type=int, default=5,
                    help="retries on 429/5xx/timeouts/resets, capped exponential back-off (default 5)")
     g.add_argument("--backoff", type=float, default=2.0, help="first back-off in seconds (default 2)")
@@ -221,7 +206,11 @@ def add_client_args(parser: argparse.ArgumentParser, delay: float = 1.0) -> None
     g.add_argument("--challenge-limit", type=int, default=3,
                    help="stop after this many consecutive 403 challenge pages (default 3)")
     g.add_argument("--user-agent", default=USER_AGENT)
+    g.add_argument("--deadline", type=float, default=None,
+                   help="total seconds per request, however slowly the server answers "
+                        "(default 4 x --timeout)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_debug_flag(parser)
     parser.add_argument("--publish", type=Path, default=None, metavar="DIR",
                         help="after a successful run, expose images/ (as links), manifest.jsonl and "
                              "landmarks.json under DIR; --out stays the resumable work folder")
@@ -240,7 +229,8 @@ def client_from_args(args) -> PoliteClient:
     return PoliteClient(delay=args.delay, timeout=args.timeout, max_retries=args.max_retries,
                         backoff=args.backoff, backoff_cap=args.backoff_cap,
                         allow_hosts=tuple(args.allow_host), max_bytes=args.max_bytes,
-                        challenge_limit=args.challenge_limit, user_agent=args.user_agent)
+                        challenge_limit=args.challenge_limit, user_agent=args.user_agent,
+                        deadline=args.deadline)
 
 
 def main(argv=None) -> int:
@@ -267,4 +257,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -30,6 +30,8 @@ from multiprocessing import get_context
 import numpy as np
 from scipy import ndimage
 
+from workflow.dataset.pool import die_with_parent
+
 from . import defects as D
 from .identity import face_box, landmarks, qsize_units, rng_for, sample_identity
 from .styles import PROP, CLOTHES, HAIR_BACK, STYLE_NAMES, Scene, render
@@ -216,7 +218,8 @@ def generate(out: str, seed: int = 0, n_style: int = 800, n_face: int = 400, can
     plans = {d: D.plan_dataset(seed, d, n) for d, n in sizes.items()}
     for d in sizes:
         os.makedirs(os.path.join(out, d, "raw"), exist_ok=True)
-    pool = get_context("fork").Pool(workers) if workers > 1 else None
+    pool = get_context("fork").Pool(workers, initializer=die_with_parent,
+                                    initargs=(os.getpid(),)) if workers > 1 else None
     try:
         first = [(cfg, d, i, p) for d in sizes for i, p in enumerate(plans[d])
                  if p["defect"] not in ("duplicate_exact", "duplicate_near")]

@@ -1,0 +1,117 @@
+"""Config values that make no sense fail at `snakemake -n`, clearly: the schema bounds every
+number, and rules/common.smk checks what must agree across sections."""
+import ast
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+
+
+@pytest.fixture()
+def config():
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def set_key(cfg, dotted, value):
+    node = cfg
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+
+
+@pytest.mark.parametrize("key, value", [
+    ("blendgan.resolution", 48),               # not a power of two
+    ("blendgan.resolution", -32),
+    ("finetune.resolution", 100),
+    ("psp.input_size", 24),
+    ("psp.loss_size", -1),
+    ("blendgan.channel_base", -5),
+    ("blendgan.style_dim", 0),
+    ("style_encoder.pool_size", 0),
+    ("blendgan.loop.batch", 0),                # ZeroDivisionError at the first step
+    ("style_encoder.loop.total_images", -5),   # exited 0 with an untrained "final" checkpoint
+    ("psp.loop.accum", 0),
+    ("style_encoder.temperature", 0),          # NaN loss for the whole run
+    ("style_encoder.temperature", -0.5),
+    ("blendgan.mixing", 1.5),
+    ("blendgan.reference_fraction", -0.1),
+    ("style_encoder.augment.flip", 2),
+    ("blendgan.betas", [0.0, 1.0]),
+    ("blendgan.betas", [0.0]),
+    ("blendgan.lr", 0),
+    ("blendgan.indicator_max", 19),
+    ("blendgan.path_decay", 1.5),
+    ("psp.num_layers", 7),
+    ("blendgan.loop.device", "gpu"),
+    ("filter.max_second_face_ratio", 2.0),
+])
+def test_schema_bounds_every_number(config, key, value):
+    set_key(config, key, value)
+    with pytest.raises(WorkflowError) as exc:
+        validate(config, SCHEMA)
+    assert key.split(".")[-1] in str(exc.value)
+
+
+def test_default_and_paper_configs_pass_the_bounds(config):
+    validate(copy.deepcopy(config), SCHEMA)
+    paper = yaml.safe_load((ROOT / "workflow" / "configs" / "paper.yaml").read_text())
+
+    def merge(a, b):
+        for k, v in b.items():
+            if isinstance(v, dict) and isinstance(a.get(k), dict):
+                merge(a[k], v)
+            else:
+                a[k] = v
+    merge(config, paper)
+    validate(config, SCHEMA)
+
+
+def test_cross_check_defaults_are_the_trainers_defaults():
+    from models.train.blendgan import BlendGANConfig
+    from models.train.finetune import FinetuneConfig
+    from models.train.psp import PSPConfig
+    from models.train.style_encoder import StyleEncoderConfig
+    from models.train.stylegan2 import StyleGAN2Config
+    text = (ROOT / "rules" / "common.smk").read_text()
+    block = re.search(r"TRAINER_DEFAULTS = (\{.*?\n\})", text, re.S).group(1)
+    defaults = ast.literal_eval(block)
+    for section, cls in [("style_encoder", StyleEncoderConfig), ("blendgan", BlendGANConfig),
+                         ("psp", PSPConfig), ("finetune", FinetuneConfig),
+                         ("stylegan2", StyleGAN2Config)]:
+        cfg = cls()
+        for key, value in defaults[section].items():
+            got = getattr(cfg.loop, key) if key in ("batch", "accum") else getattr(cfg, key)
+            assert got == value, (section, key)
+
+
+def dry_run(tmp_path, edits):
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for key, value in edits.items():
+        set_key(cfg, key, value)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+                           "--directory", str(tmp_path), "-n", "-q"], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("edits, words", [
+    ({"style_encoder.style_dim": 64}, "blendgan.style_dim 128 differs from style_encoder.style_dim 64"),
+    ({"blendgan.resolution": 512}, "blendgan.resolution 512 is above the largest LMDB size 256"),
+    ({"style_encoder.resolution": 512}, "style_encoder.resolution 512 is above"),
+    ({"lmdb.sizes": [64, 512]}, "lmdb.sizes go up to 512 but alignment.size is 256"),
+    ({"gpus": 3}, "blendgan.loop.batch 8 is not divisible by gpus x blendgan.loop.accum = 3 x 1"),
+    ({"blendgan.loop.batch": 0}, "batch"),
+])
+def test_dry_run_fails_early_on_settings_that_disagree(tmp_path, edits, words):
+    proc = dry_run(tmp_path, edits)
+    assert proc.returncode != 0 and words in proc.stdout + proc.stderr, proc.stderr[-3000:]
