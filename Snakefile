@@ -19,6 +19,11 @@ wildcard_constraints:
 
 
 include: "rules/common.smk"
+
+
+check_config()
+
+
 include: "rules/pretrained_common.smk"
 include: "rules/pretrained.smk"
 include: "rules/acquire.smk"
