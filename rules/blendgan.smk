@@ -24,6 +24,27 @@ rule train_stylegan2:
         " --data {input.face} --out {params.out} --final {output.checkpoint} > {log} 2>&1"
 
 
+rule release_stylegan2:
+    """The natural StyleGAN2 as shipped in workflow/assets (registry entry demo_stylegan2):
+    `snakemake --cores 2 release_stylegan2` trains it from the stylegan2 section and writes the
+    file with its SHA-256 and recipe."""
+    input:
+        checkpoint=model_path("stylegan2"),
+    output:
+        model=f"{OUT}/release/stylegan2.pt",
+        record=f"{OUT}/release/stylegan2.json",
+    log:
+        f"{OUT}/logs/release_stylegan2.log",
+    benchmark:
+        f"{OUT}/benchmarks/release_stylegan2.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    shell:
+        "python -m models.train.release {input.checkpoint} --out {output.model}"
+        " --record {output.record} > {log} 2>&1"
+
+
 rule train_blendgan:
     input:
         face=f"{OUT}/data/face/lmdb",

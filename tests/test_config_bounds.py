@@ -111,7 +111,25 @@ def dry_run(tmp_path, edits):
     ({"lmdb.sizes": [64, 512]}, "lmdb.sizes go up to 512 but alignment.size is 256"),
     ({"gpus": 3}, "blendgan.loop.batch 8 is not divisible by gpus x blendgan.loop.accum = 3 x 1"),
     ({"blendgan.loop.batch": 0}, "batch"),
+    ({"blendgan.stylegan2_checkpoint": "train", "stylegan2.resolution": 64},
+     "stylegan2.resolution 64 differs from blendgan.resolution 32"),
 ])
 def test_dry_run_fails_early_on_settings_that_disagree(tmp_path, edits, words):
     proc = dry_run(tmp_path, edits)
     assert proc.returncode != 0 and words in proc.stdout + proc.stderr, proc.stderr[-3000:]
+
+
+def test_train_mode_puts_the_natural_stylegan2_before_blendgan(tmp_path):
+    """blendgan.stylegan2_checkpoint: train -> the DAG trains the StyleGAN2 and both BlendGANs
+    start from its output."""
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    set_key(cfg, "blendgan.stylegan2_checkpoint", "train")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+                           "--directory", str(tmp_path), "-n", "-p", "train_blendgan",
+                           "train_blendgan_gram"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "rule train_stylegan2:" in out and "fetch_pretrained" not in out
+    ckpt = "results/models/stylegan2/stylegan2.pt"
+    assert out.count(f'"stylegan2_checkpoint": "{ckpt}"') == 2, out[-3000:]

@@ -1,0 +1,59 @@
+"""A StyleGAN2 checkpoint made ready to ship: what BlendGAN starts from, nothing else.
+
+    python -m models.train.release STYLEGAN2.pt --out FILE.pt --record FILE.json
+
+Keeps ``g_ema``, ``d`` and ``latent_avg`` of a rosinality-format checkpoint (as the official
+converted FFHQ file has them: BlendGAN's G starts from the EMA weights, D_face from ``d``) plus
+the config and counters it was trained with, and drops the raw training G. The JSON record holds
+what the pretrained registry needs (SHA-256, size) and the recipe: the trainer's resolved
+config and the images it saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+KEEP = ("g_ema", "d", "latent_avg", "config", "extra")
+
+
+def release(src, dst) -> dict:
+    payload = torch.load(src, map_location="cpu", weights_only=True)
+    missing = [k for k in ("g_ema", "d", "latent_avg") if k not in payload]
+    if missing:
+        raise ValueError(f"{src}: not a StyleGAN2 training checkpoint (no {', '.join(missing)})")
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    torch.save({k: payload[k] for k in KEEP if k in payload}, tmp)
+    os.replace(tmp, dst)
+    digest = hashlib.sha256(dst.read_bytes()).hexdigest()
+    extra = payload.get("extra") or {}
+    return {"file": dst.name, "sha256": digest, "size": dst.stat().st_size,
+            "images": extra.get("images"), "config": payload.get("config") or {}}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", help="a checkpoint written by models.train.stylegan2")
+    p.add_argument("--out", required=True, help="the file to ship")
+    p.add_argument("--record", help="JSON record: sha256, size, recipe")
+    a = p.parse_args(argv)
+    try:
+        rec = release(a.checkpoint, a.out)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    if a.record:
+        Path(a.record).write_text(json.dumps(rec, indent=1) + "\n")
+    print(f"{a.out}: sha256 {rec['sha256']}, {rec['size']:,} bytes, {rec['images']} images")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
