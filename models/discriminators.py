@@ -1,7 +1,8 @@
 """The three BlendGAN discriminators (SPEC 3.3).
 
 D_face and D_style are plain StyleGAN2 discriminators (``stylegan2.Discriminator``; D_face loads
-the checkpoint's ``d``, D_style starts as its copy). D_style_latent shares the trunk and replaces
+the checkpoint's ``d``; D_style is randomly initialised as supplement A says, or a copy of D_face
+as an option). D_style_latent shares the trunk and replaces
 the head with a projection on z_s: out = l_out(h) + <l_style(z_s), h>, h the sum-pooled 4x4
 features (names ``l_out``, ``l_style`` as in the released BlendGAN code).
 """
@@ -40,15 +41,22 @@ class StyleLatentDiscriminator(Discriminator):
         return self.l_out(h) + (self.l_style(z_style) * h).sum(dim=1, keepdim=True)
 
 
+D_STYLE_INITS = ("random", "copy")
+
+
 def make_discriminators(size: int, style_dim: int = 512, d_face: nn.Module | None = None,
-                        **kwargs) -> dict[str, nn.Module]:
-    """D_face, D_style (a copy of D_face, SPEC 4.2) and D_style_latent (random init)."""
+                        d_style_init: str = "random", **kwargs) -> dict[str, nn.Module]:
+    """D_face (given or random), D_style (random, SPEC 4.2, or a copy of D_face) and
+    D_style_latent (random)."""
+    if d_style_init not in D_STYLE_INITS:
+        raise ValueError(f"d_style_init must be one of {D_STYLE_INITS}, got {d_style_init!r}")
     d_face = d_face if d_face is not None else Discriminator(size, **kwargs)
+    d_style = copy.deepcopy(d_face) if d_style_init == "copy" else Discriminator(size, **kwargs)
     return {
         "d_face": d_face,
-        "d_style": copy.deepcopy(d_face),
+        "d_style": d_style,
         "d_style_latent": StyleLatentDiscriminator(size, style_dim, **kwargs),
     }
 
 
-__all__ = ["Discriminator", "StyleLatentDiscriminator", "make_discriminators"]
+__all__ = ["D_STYLE_INITS", "Discriminator", "StyleLatentDiscriminator", "make_discriminators"]

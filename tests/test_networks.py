@@ -212,8 +212,14 @@ def test_style_latent_discriminator_projection():
     assert not hasattr(d, "final_linear")
     ds = make_discriminators(16, style_dim=D, **SMALL)
     assert set(ds) == {"d_face", "d_style", "d_style_latent"}
+    # D_style random by default (supplement A), a copy of D_face on request
+    assert not all(torch.equal(a, b) for a, b in zip(ds["d_face"].parameters(),
+                                                    ds["d_style"].parameters()))
+    ds = make_discriminators(16, style_dim=D, d_style_init="copy", **SMALL)
     for a, b in zip(ds["d_face"].parameters(), ds["d_style"].parameters()):
         assert torch.equal(a, b) and a is not b
+    with pytest.raises(ValueError, match="d_style_init"):
+        make_discriminators(16, style_dim=D, d_style_init="face", **SMALL)
 
 
 # ----------------------------------------------------------------------------- style encoder

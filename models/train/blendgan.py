@@ -10,7 +10,8 @@ G(z_f, z_s, i) vs AAHQ through D_style; D_style_latent sees (AAHQ, E_style(AAHQ)
 (fake, z_s) as fake. Non-saturating logistic losses, R1 every 16 iterations on all three Ds,
 path length every 4, style mixing on z_f, EMA of G. E_style stays frozen. G starts from a
 rosinality StyleGAN2 checkpoint when ``stylegan2_checkpoint`` is set (D_face from its ``d``,
-D_style a copy, D_style_latent random), from scratch otherwise. Both branches go through G in
+D_style and D_style_latent random, or D_style a copy of D_face with ``d_style_init: copy``), from
+scratch otherwise. Both branches go through G in
 one batched call (natural rows use i = 18, which ignores z_s exactly).
 
 ``style_embedding: gram`` trains the supplement-D ablation: z_s is the frozen encoder's Gram
@@ -53,6 +54,7 @@ class BlendGANConfig:
     lr_mlp: float = 0.01
     stddev_group: int = 4                 # D minibatch-stddev group
     stylegan2_checkpoint: str | None = None  # rosinality FFHQ checkpoint; None: from scratch
+    d_style_init: str = "random"          # D_style: random (supplement A) or copy (of D_face)
     lr: float = 0.002
     betas: tuple[float, float] = (0.0, 0.99)
     r1: float = 10.0                      # R1 gamma, all three Ds
@@ -170,7 +172,8 @@ class BlendGANTrainer(Trainer):
                       channel_max=cfg.channel_max, stddev_group=cfg.stddev_group)
             d_face = Discriminator(cfg.resolution, **kw)
             self.log("no StyleGAN2 checkpoint configured: G and D_face from scratch")
-        ds = make_discriminators(cfg.resolution, self.z_style_dim, d_face=d_face, **kw)
+        ds = make_discriminators(cfg.resolution, self.z_style_dim, d_face=d_face,
+                                 d_style_init=cfg.d_style_init, **kw)
         self.models = {"g": g.to(self.device), "g_ema": g_ema.to(self.device),
                        **{k: v.to(self.device) for k, v in ds.items()}}
 
