@@ -2,11 +2,13 @@
 messages, files the user already has, redirect policy, the CLI and the real registry's shape."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import re
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 import yaml
@@ -292,7 +294,8 @@ def test_real_registry_is_well_formed():
     assert {"stylegan2_ffhq", "vgg19", "fid_inception", "ir_se50", "lpips_alex",
             "alexnet"} <= set(reg)
     for e in reg.values():
-        assert e.url.startswith("https://") and e.licence and e.used_by and e.sha256_source
+        assert (e.url or "").startswith("https://") or e.bundled, e.name
+        assert e.licence and e.used_by and e.sha256_source
         if e.sha256:
             assert re.fullmatch(r"[0-9a-f]{64}", e.sha256)
             if e.sha256_prefix:
@@ -302,3 +305,21 @@ def test_real_registry_is_well_formed():
         if m:
             assert e.sha256_prefix == m.group(1), e.name
     assert len({e.filename for e in reg.values()}) == len(reg)
+
+
+def test_bundled_file_is_shipped_verified_and_linked(tmp_path):
+    """A registry entry with `bundled` is served from the project's own copy, checked against
+    its SHA-256; a copy that does not match is refused."""
+    reg = pt.load_registry()
+    shipped = [e for e in reg.values() if e.bundled]
+    assert shipped, "the demo's natural StyleGAN2 ships with the project"
+    for e in shipped:
+        assert Path(e.bundled).is_file() and e.recipe
+        assert pt.sha256_file(Path(e.bundled)) == e.sha256
+        out = pt.fetch(e, tmp_path, offline=True, log=quiet)
+        assert out == tmp_path / e.filename and pt.sha256_file(out) == e.sha256
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not the file")
+    e = dataclasses.replace(shipped[0], bundled=str(bad))
+    with pytest.raises(pt.ChecksumError):
+        pt.fetch(e, tmp_path / "other", offline=True, log=quiet)
