@@ -57,6 +57,7 @@ rule train_blendgan:
         f"{OUT}/logs/train_blendgan.log",
     benchmark:
         f"{OUT}/benchmarks/train_blendgan.tsv"
+    priority: 20  # the critical path (pSp, fine-tuning, evaluation wait for it): before the ablation
     conda:
         "../envs/train.yaml"
     threads: train_threads("blendgan")
@@ -86,7 +87,7 @@ rule train_blendgan_gram:
         f"{OUT}/benchmarks/train_blendgan_gram.tsv"
     conda:
         "../envs/train.yaml"
-    threads: train_threads("blendgan")
+    threads: train_threads("blendgan", blendgan_config(ablation_cfg().get("blendgan")))
     resources:
         gpu=int(config.get("gpus", 0)),
     params:

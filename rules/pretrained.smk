@@ -1,7 +1,8 @@
 # Pretrained files (SPEC 6): fetched, resumably and verified, into the pretrained folder.
 #
 # One job per registry file that the config needs (helpers in pretrained_common.smk). The demo
-# config needs none, so the default run never touches the network. The job is a local rule: on a
+# config needs one, the natural StyleGAN2 shipped in workflow/assets (copied and verified), so the
+# default run never touches the network. The job is a local rule: on a
 # cluster it runs on the submitting node, which usually is the one with internet access.
 # Downloads go through <dir>/.store/, which Snakemake never deletes, so an interrupted or forced
 # job resumes (HTTP Range) instead of starting over.

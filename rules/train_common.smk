@@ -31,8 +31,9 @@ def blendgan_section():
     return shlex.quote(json.dumps(blendgan_config(), sort_keys=True))
 
 
-def train_threads(name):
-    return int(((config.get(name) or {}).get("loop") or {}).get("threads") or 1)
+def train_threads(name, cfg=None):
+    cfg = config.get(name) or {} if cfg is None else cfg
+    return int((cfg.get("loop") or {}).get("threads") or 1)
 
 
 def train_launcher(module, nproc):

@@ -73,10 +73,16 @@ def test_cli_help(module, capsys):
     assert "--config" in capsys.readouterr().out
 
 
-def test_unknown_config_key_is_an_error(data, tmp_path):
+def test_unknown_config_key_is_an_error(data, tmp_path, capsys):
     cfg = write_yaml(tmp_path / "bad.yaml", {"resolutoin": 16})
-    with pytest.raises(ValueError, match="unknown key"):
-        se.main(["--config", str(cfg), "--data", str(data["style"]), "--out", str(tmp_path)])
+    args = ["--config", str(cfg), "--data", str(data["style"]), "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as err:  # one line on stderr, exit status 2
+        se.main(args)
+    assert err.value.code == 2
+    err_text = capsys.readouterr().err
+    assert "unknown key" in err_text and "resolutoin" in err_text
+    with pytest.raises(ValueError, match="unknown key.*resolutoin"):  # --debug: the exception itself
+        se.main([*args, "--debug"])
 
 
 # ------------------------------------------------------------------------------ style encoder
