@@ -1,5 +1,5 @@
-"""ArcFace IR-SE50: the face-identity network of pSp's identity loss (SPEC 4.3) and of the
-content-preservation metric (SPEC 5), loading pSp's `model_ir_se50.pth` strictly.
+"""ArcFace IR-SE50: the face-identity network of pSp's identity loss (method 4.3) and of the
+content-preservation metric (method 5), loading pSp's `model_ir_se50.pth` strictly.
 
 Layout and names follow pSp's `Backbone`: `input_layer`, `body` (IR-SE bottlenecks) and
 `output_layer` (BatchNorm2d, Dropout, Flatten, Linear(512*7*7, 512), BatchNorm1d), on 112x112

@@ -1,4 +1,4 @@
-"""BlendGAN generator (SPEC 3.2): StyleGAN2 synthesis driven by a blend of face and style codes.
+"""BlendGAN generator (method 3.2): StyleGAN2 synthesis driven by a blend of face and style codes.
 
 Face mapping ``style.*`` (z_f -> w_f, one w per layer, or W+ given directly), style mapping
 ``embedding.*`` (z_s -> w_s, broadcast to every layer), weighted blending module ``add_weight``
@@ -94,7 +94,7 @@ class BlendGenerator(Generator):
         self.embedding = mapping_network(style_dim, n_mlp, lr_mlp)
         if self.style_input_dim != style_dim:
             # Same keys (embedding.1..n), only the first layer is wider: 610,304 x 512 at paper
-            # width, as large as the learned encoder's first layer (SPEC 3.3b).
+            # width, as large as the learned encoder's first layer (method 3.3b).
             self.embedding[1] = EqualLinear(self.style_input_dim, style_dim, lr_mul=lr_mlp,
                                             activation="fused_lrelu")
         self.add_weight = nn.Parameter(torch.ones(1, self.n_latent, 1))
@@ -112,7 +112,7 @@ class BlendGenerator(Generator):
     def load_face_state_dict(self, state_dict: dict, latent_avg=None):
         """Load a rosinality StyleGAN2 ``g_ema`` into the face branch, strictly: any missing or
         unexpected key is an error. The style mapping starts as a copy of the face mapping and
-        alpha as ones (SPEC 4.2)."""
+        alpha as ones (method 4.2)."""
         want, have = set(self.face_state_keys()), set(state_dict)
         if want != have:
             raise KeyError(f"not a matching StyleGAN2 generator: missing {sorted(want - have)[:5]}, "
@@ -133,7 +133,7 @@ class BlendGenerator(Generator):
 
     @torch.no_grad()
     def copy_face_mapping_to_style(self):
-        """Style mapping := face mapping (SPEC 4.2), every layer whose shape matches."""
+        """Style mapping := face mapping (method 4.2), every layer whose shape matches."""
         own = self.embedding.state_dict()
         own.update({k: v.clone() for k, v in self.style.state_dict().items()
                     if own[k].shape == v.shape})
@@ -146,7 +146,7 @@ class BlendGenerator(Generator):
 
     @torch.no_grad()
     def clamp_alpha_(self):
-        """Keep alpha in [0, 1]; call after every optimiser step (SPEC 3.2)."""
+        """Keep alpha in [0, 1]; call after every optimiser step (method 3.2)."""
         self.add_weight.clamp_(0.0, 1.0)
 
     @torch.no_grad()
@@ -227,7 +227,7 @@ class BlendGenerator(Generator):
     @torch.no_grad()
     def generate(self, z_face, z_style=None, indicator: int = PAPER_N_LATENT,
                  truncation: float = 1.0):
-        """SPEC 7.6: constant noise, output (N, 3, R, R) clamped to [-1, 1]."""
+        """method 7.6: constant noise, output (N, 3, R, R) clamped to [-1, 1]."""
         if truncation < 1 and not self.latent_avg.any():
             self.update_latent_avg()  # never set (fresh model): compute it once
         image = self(z_face, z_style, indicator=indicator, truncation=truncation,

@@ -7,7 +7,7 @@ Project format (one file, ``torch.save``; always read with ``weights_only=True``
      "config": {...resolved config...}, "extra": {...optimiser states, counters...}}
 
 Models are rebuilt from class name + constructor kwargs alone (on the meta device, then the
-weights are loaded, so nothing is initialised twice). ``load_generator`` (SPEC 7.5) also accepts
+weights are loaded, so nothing is initialised twice). ``load_generator`` (method 7.5) also accepts
 a rosinality checkpoint (``g``, ``d``, ``g_ema``, ``latent_avg``) and a released BlendGAN
 checkpoint (``g_ema`` with ``embedding.*``, ``add_weight``, ``embedder.*``).
 """
@@ -164,7 +164,7 @@ def _detect(payload) -> str:
 
 
 def blend_generator_from_stylegan2(sd: dict, latent_avg=None, map_location="cpu") -> BlendGenerator:
-    """Face branch from a rosinality generator state dict (strict); style branch per SPEC 4.2."""
+    """Face branch from a rosinality generator state dict (strict); style branch per method 4.2."""
     with torch.device("meta"):
         g = BlendGenerator(**infer_generator_kwargs(sd))
     g = g.to_empty(device=map_location)
@@ -259,7 +259,7 @@ def _pick_generator(names: list[str]) -> str:
 
 
 def load_generator(path, map_location="cpu") -> BlendGenerator:
-    """SPEC 7.5: a ready BlendGenerator (eval mode) from any of the three formats."""
+    """method 7.5: a ready BlendGenerator (eval mode) from any of the three formats."""
     payload = _load(path, map_location)
     kind = _detect(payload)
     if kind == "rosinality":
@@ -281,7 +281,7 @@ def load_generator(path, map_location="cpu") -> BlendGenerator:
 
 
 def load_style_encoder(path, map_location="cpu") -> StyleEncoder:
-    """SPEC 7.7: a StyleEncoder (eval mode) from a project checkpoint (a StyleEncoder entry,
+    """method 7.7: a StyleEncoder (eval mode) from a project checkpoint (a StyleEncoder entry,
     preferably named "style_encoder", or a generator's embedder) or a released BlendGAN one."""
     payload = _load(path, map_location)
     kind = _detect(payload)

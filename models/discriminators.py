@@ -1,4 +1,4 @@
-"""The three BlendGAN discriminators (SPEC 3.3).
+"""The three BlendGAN discriminators (method 3.3).
 
 D_face and D_style are plain StyleGAN2 discriminators (``stylegan2.Discriminator``; D_face loads
 the checkpoint's ``d``; D_style is randomly initialised as supplement A says, or a copy of D_face
@@ -46,7 +46,7 @@ D_STYLE_INITS = ("random", "copy")
 
 def make_discriminators(size: int, style_dim: int = 512, d_face: nn.Module | None = None,
                         d_style_init: str = "random", **kwargs) -> dict[str, nn.Module]:
-    """D_face (given or random), D_style (random, SPEC 4.2, or a copy of D_face) and
+    """D_face (given or random), D_style (random, method 4.2, or a copy of D_face) and
     D_style_latent (random)."""
     if d_style_init not in D_STYLE_INITS:
         raise ValueError(f"d_style_init must be one of {D_STYLE_INITS}, got {d_style_init!r}")

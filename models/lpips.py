@@ -1,5 +1,5 @@
 """LPIPS (Zhang et al. 2018, AlexNet variant, v0.1) with every weight read from a file: the
-perceptual distance of the diversity metric (SPEC 5) and of pSp's LPIPS loss (SPEC 4.3).
+perceptual distance of the diversity metric (method 5) and of pSp's LPIPS loss (method 4.3).
 
 Weights: our state dict (``features.{0,3,6,8,10}.*`` of torchvision's AlexNet and
 ``lin{0..4}.model.1.weight`` of the lpips package), the lpips package's full ``LPIPS`` state

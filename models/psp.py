@@ -1,4 +1,4 @@
-"""pSp encoder (SPEC 3.4): IR-SE50 backbone + feature pyramid + map-to-style blocks -> W+.
+"""pSp encoder (method 3.4): IR-SE50 backbone + feature pyramid + map-to-style blocks -> W+.
 
 Module names follow pixel2style2pixel (``input_layer``, ``body``, ``styles``, ``latlayer1/2``,
 ``shortcut_layer``, ``res_layer``, SE ``fc1/fc2``) so the ``encoder.*`` weights of a pSp
@@ -141,7 +141,7 @@ class PSPEncoder(nn.Module):
         mode: str = "ir_se",
         widths=(64, 128, 256, 512),
         units=None,
-        input_size: int = 256,       # input is average-pooled to this size (SPEC 3.4)
+        input_size: int = 256,       # input is average-pooled to this size (method 3.4)
         coarse_ind: int = 3,
         middle_ind: int = 7,
     ):
@@ -153,7 +153,7 @@ class PSPEncoder(nn.Module):
         self.input_size = input_size
         self.encoder = GradualStyleEncoder(n_styles, style_dim, num_layers, mode, widths, units,
                                            input_size, coarse_ind, middle_ind)
-        # The generator's mean w (SPEC 3.4): set from the generator or the pSp checkpoint.
+        # The generator's mean w (method 3.4): set from the generator or the pSp checkpoint.
         self.register_buffer("latent_avg", torch.zeros(n_styles, style_dim))
 
     @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Style encoder E_style (SPEC 3.1) and the Gram-concatenation baseline (supplement D).
+"""Style encoder E_style (method 3.1) and the Gram-concatenation baseline (supplement D).
 
 Image in [-1, 1] -> average-pooled to ``pool_size`` -> frozen VGG-19 -> Gram matrices of
 relu1_2..relu5_4, flattened and concatenated (610,304 values at full width) -> 4 equalized-lr
@@ -42,7 +42,7 @@ class GramEmbedding(nn.Module):
         self.pool_size = pool_size
         self.imagenet_normalize = imagenet_normalize
         self.vgg = VGG19Features(vgg_width)
-        self.vgg.requires_grad_(False)  # frozen (SPEC 3.1): only the MLPs ever learn
+        self.vgg.requires_grad_(False)  # frozen (method 3.1): only the MLPs ever learn
 
     @property
     def dim(self) -> int:
@@ -91,7 +91,7 @@ class StyleEncoder(nn.Module):
                 EqualLinear(style_dim, style_dim,
                             activation="fused_lrelu" if i < n_proj - 1 else None)
                 for i in range(n_proj)])
-        # Statistics of z_s over the training set, for sampling in-distribution styles (SPEC 4.1).
+        # Statistics of z_s over the training set, for sampling in-distribution styles (method 4.1).
         self.register_buffer("style_mean", torch.zeros(style_dim))
         self.register_buffer("style_cov", torch.eye(style_dim))
 

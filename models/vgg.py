@@ -14,7 +14,7 @@ from torch import nn
 
 VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
              512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
-# relu1_2, relu2_2, relu3_4, relu4_4, relu5_4 (SPEC 3.1).
+# relu1_2, relu2_2, relu3_4, relu4_4, relu5_4 (method 3.1).
 STYLE_LAYERS = (3, 8, 17, 26, 35)
 
 

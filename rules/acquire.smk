@@ -1,4 +1,4 @@
-# Dataset acquisition (SPEC 2.1): raw images + manifest (+ landmark file) per dataset.
+# Dataset acquisition (method 2.1): raw images + manifest (+ landmark file) per dataset.
 #
 # Included by the main Snakefile after rules/common.smk (OUT and the acquire_* helpers). For each dataset
 # (`style`, `face`) whose `datasets.<name>.source` is not `demo`, one rule produces

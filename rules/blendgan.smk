@@ -1,4 +1,4 @@
-# The natural StyleGAN2, BlendGAN (SPEC 4.2), one-shot fine-tuning (SPEC 4.4), the BlendGAN probe.
+# The natural StyleGAN2, BlendGAN (method 4.2), one-shot fine-tuning (method 4.4), the BlendGAN probe.
 
 
 rule train_stylegan2:

@@ -1,4 +1,4 @@
-# Dataset half of the DAG (SPEC 2): raw images -> landmarks -> aligned crops -> filter -> LMDB + card.
+# Dataset half of the DAG (method 2): raw images -> landmarks -> aligned crops -> filter -> LMDB + card.
 
 
 rule demo_portraits:

@@ -1,4 +1,4 @@
-# Pretrained files (SPEC 6): fetched, resumably and verified, into the pretrained folder.
+# Pretrained files (method 6): fetched, resumably and verified, into the pretrained folder.
 #
 # One job per registry file that the config needs (helpers in pretrained_common.smk). The demo
 # config needs one, the natural StyleGAN2 shipped in workflow/assets (copied and verified), so the

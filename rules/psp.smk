@@ -1,4 +1,4 @@
-# pSp encoder (SPEC 4.3) against the frozen BlendGAN generator at i = 18, and its probe.
+# pSp encoder (method 4.3) against the frozen BlendGAN generator at i = 18, and its probe.
 
 
 rule train_psp:

@@ -1,4 +1,4 @@
-# Style encoder (SPEC 4.1) and its probe; helpers in train_common.smk.
+# Style encoder (method 4.1) and its probe; helpers in train_common.smk.
 
 
 rule train_style_encoder:

@@ -4,9 +4,15 @@ import os
 import shlex
 
 
+def seeded(cfg):
+    """A trainer section whose loop.seed defaults to the config's top-level seed, so that one
+    `seed:` changes every stage (a section's own loop.seed still wins)."""
+    return merged({"loop": {"seed": int(config.get("seed", 0))}}, cfg)
+
+
 def train_section(name):
     """The config section of one trainer, as a shell-quoted JSON string for --config-json."""
-    return shlex.quote(json.dumps(config.get(name) or {}, sort_keys=True))
+    return shlex.quote(json.dumps(seeded(config.get(name) or {}), sort_keys=True))
 
 
 # ------------------------------------------------ the natural StyleGAN2 BlendGAN starts from
@@ -22,7 +28,7 @@ def stylegan2_init():
 
 def blendgan_config(overrides=None):
     """The blendgan section (+ overrides) with stylegan2_checkpoint resolved to a file."""
-    cfg = merged(config.get("blendgan") or {}, overrides)
+    cfg = seeded(merged(config.get("blendgan") or {}, overrides))
     cfg["stylegan2_checkpoint"] = stylegan2_init()
     return cfg
 
@@ -98,5 +104,5 @@ def finetune_inputs(wildcards=None):
 
 def finetune_section():
     """The finetune section with `reference` resolved to the file the rule reads (or null)."""
-    cfg = dict(config.get("finetune") or {}, reference=finetune_reference_file())
+    cfg = dict(seeded(config.get("finetune") or {}), reference=finetune_reference_file())
     return shlex.quote(json.dumps(cfg, sort_keys=True))

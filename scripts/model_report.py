@@ -1,4 +1,4 @@
-"""Parameter counts at paper configuration (beside SPEC 3.3b) and CPU forward times at 1024.
+"""Parameter counts at paper configuration (beside method 3.3b) and CPU forward times at 1024.
 
     python scripts/model_report.py [--out report.json] [--repeats 3] [--no-timing]
 
@@ -27,7 +27,7 @@ from models.psp import PSPEncoder  # noqa: E402
 from models.style_encoder import StyleEncoder  # noqa: E402
 from models.stylegan2 import Discriminator, Generator  # noqa: E402
 
-# SPEC 3.3b (None: the SPEC gives no figure).
+# method 3.3b (None: the method gives no figure).
 SPEC = {
     "stylegan2_generator_state_values": 33_166_492,
     "stylegan2_generator_state_entries": 171,
@@ -133,7 +133,7 @@ def main(argv=None):
                           "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                           "torch": torch.__version__},
               "counts": counts(), "spec": SPEC}
-    print(f"{'quantity':42s} {'ours':>16s} {'SPEC 3.3b':>16s}")
+    print(f"{'quantity':42s} {'ours':>16s} {'method 3.3b':>16s}")
     for k, v in report["counts"].items():
         spec = SPEC.get(k)
         print(f"{k:42s} {v:16,d} {'' if spec is None else format(spec, ','):>16s}")

@@ -1,4 +1,4 @@
-"""FFHQ alignment geometry, samplers and mode handling (SPEC 2.3, 7.2)."""
+"""FFHQ alignment geometry, samplers and mode handling (method 2.3, 7.2)."""
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw

@@ -109,7 +109,7 @@ def dry_run(tmp_path, edits):
     ({"blendgan.resolution": 512}, "blendgan.resolution 512 is above the largest LMDB size 256"),
     ({"style_encoder.resolution": 512}, "style_encoder.resolution 512 is above"),
     ({"lmdb.sizes": [64, 512]}, "lmdb.sizes go up to 512 but alignment.size is 256"),
-    ({"gpus": 3}, "blendgan.loop.batch 8 is not divisible by gpus x blendgan.loop.accum = 3 x 1"),
+    ({"gpus": 3}, "blendgan.loop.batch 4 is not divisible by gpus x blendgan.loop.accum = 3 x 1"),
     ({"blendgan.loop.batch": 0}, "batch"),
     ({"blendgan.stylegan2_checkpoint": "train", "stylegan2.resolution": 64},
      "stylegan2.resolution 64 differs from blendgan.resolution 32"),
@@ -133,3 +133,23 @@ def test_train_mode_puts_the_natural_stylegan2_before_blendgan(tmp_path):
     assert "rule train_stylegan2:" in out and "fetch_pretrained" not in out
     ckpt = "results/models/stylegan2/stylegan2.pt"
     assert out.count(f'"stylegan2_checkpoint": "{ckpt}"') == 2, out[-3000:]
+
+
+def test_top_level_seed_reaches_every_trainer(tmp_path):
+    """`seed: 1` seeds every trainer; a section's own loop.seed still wins."""
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["seed"] = 1
+    set_key(cfg, "psp.loop.seed", 7)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+                           "--directory", str(tmp_path), "-n", "-p", "all"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seeds = {}
+    for block in proc.stdout.split("\nrule ")[1:]:
+        name = block.split(":", 1)[0]
+        if "--config-json" in block:
+            seeds[name] = set(re.findall(r'"seed": (\d+)', block))
+    assert seeds == {"train_style_encoder": {"1"}, "train_blendgan": {"1"},
+                     "train_blendgan_gram": {"1"}, "train_psp": {"7"},
+                     "finetune_blendgan": {"1"}}, seeds

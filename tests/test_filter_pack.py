@@ -1,4 +1,4 @@
-"""Filtering, de-duplication, LMDB packing and the dataset card (SPEC 2.4, 2.5)."""
+"""Filtering, de-duplication, LMDB packing and the dataset card (method 2.4, 2.5)."""
 import io
 import json
 

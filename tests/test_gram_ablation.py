@@ -192,7 +192,7 @@ def test_gram_trainer_from_a_stylegan2_checkpoint(data, tmp_path):
     dim = t.encoder.gram.dim
     for g in (t.g, t.g_ema):
         assert g.embedding[1].weight.shape == (16, dim)
-        assert torch.equal(g.embedding[2].weight, sg.style[2].weight)  # copied (SPEC 4.2)
+        assert torch.equal(g.embedding[2].weight, sg.style[2].weight)  # copied (method 4.2)
         assert torch.equal(g.conv1.conv.weight, sg.conv1.conv.weight)  # face branch loaded
     assert t.ds[2].l_style.weight.shape == (t.ds[2].final_channels, dim)
     batch = t.get_batch(0)

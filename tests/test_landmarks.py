@@ -1,4 +1,4 @@
-"""Landmark backends and the landmark file (SPEC 2.1, 2.2)."""
+"""Landmark backends and the landmark file (method 2.1, 2.2)."""
 import json
 
 import numpy as np

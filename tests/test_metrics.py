@@ -1,4 +1,4 @@
-"""Metrics on inputs with a known answer (SPEC 5), on tiny random networks; CPU, no network."""
+"""Metrics on inputs with a known answer (method 5), on tiny random networks; CPU, no network."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def test_channel_table_matches_rosinality():
 
 
 def test_paper_config_state_dict_sizes():
-    """SPEC 3.3b: 171 entries / 33,166,492 values (G), 64 / 29,012,769 (D)."""
+    """method 3.3b: 171 entries / 33,166,492 values (G), 64 / 29,012,769 (D)."""
     with torch.device("meta"):
         g, d = Generator(1024), Discriminator(1024)
     assert meta_count(g) == (171, 33_166_492)

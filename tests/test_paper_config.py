@@ -85,7 +85,7 @@ def test_paper_sections_are_accepted_by_the_trainers():
     bg = from_dict(BlendGANConfig, cfg["blendgan"])
     psp = from_dict(PSPConfig, cfg["psp"])
     ft = from_dict(FinetuneConfig, cfg["finetune"])
-    # The supplement's numbers (SPEC 4).
+    # The supplement's numbers (method 4).
     assert (enc.resolution, enc.loop.batch, enc.loop.total_images // enc.loop.batch) \
         == (256, 256, 500_000)
     assert (bg.resolution, bg.loop.batch, bg.loop.total_images // bg.loop.batch) \

@@ -44,7 +44,7 @@ def test_config_rejects_unknown_keys_and_coerces(tmp_path):
     assert isinstance(cfg.loop, LoopConfig)
     with pytest.raises(Exception):
         cfg.temperature = 1.0  # frozen
-    # Paper scale is the defaults (SPEC 4.1).
+    # Paper scale is the defaults (method 4.1).
     paper = se.StyleEncoderConfig()
     assert (paper.loop.batch, paper.loop.total_images, paper.temperature) == (256, 128_000_000, 0.2)
 

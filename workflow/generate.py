@@ -53,7 +53,7 @@ def read_styles(paths, resolution: int) -> torch.Tensor:
 
 
 def align_photo(path, size: int, aligned: bool = False) -> Image.Image:
-    """Photo -> FFHQ-aligned RGB crop (dlib landmarks + SPEC 2.3 alignment)."""
+    """Photo -> FFHQ-aligned RGB crop (dlib landmarks + method 2.3 alignment)."""
     from workflow.dataset.imageio import load_rgb  # safe decoding (pixel cap)
     img = load_rgb(path)
     if aligned:

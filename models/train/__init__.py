@@ -1,4 +1,4 @@
-"""Training entry points (SPEC 4): one loop core (``core``) shared by four trainers.
+"""Training entry points (method 4): one loop core (``core``) shared by four trainers.
 
 ``python -m models.train.style_encoder``, ``.blendgan``, ``.psp``, ``.finetune``: each takes
 ``--config CFG.yaml`` (or ``--config-json``), data paths and ``--out DIR``; works by hand, under

@@ -1,4 +1,4 @@
-"""Affine-only views for the contrastive style encoder (SPEC 4.1).
+"""Affine-only views for the contrastive style encoder (method 4.1).
 
 Random resized crop, horizontal flip, small rotation and translation, composed into one
 affine matrix per sample and applied with ``grid_sample`` (reflection padding, so no black

@@ -1,4 +1,4 @@
-"""BlendGAN training (SPEC 4.2): natural and stylised branches, three discriminators.
+"""BlendGAN training (method 4.2): natural and stylised branches, three discriminators.
 
     python -m models.train.blendgan --config CFG.yaml --face FFHQ_LMDB --style AAHQ_LMDB \
         --style-encoder E.pt --out DIR
@@ -67,7 +67,7 @@ class BlendGANConfig:
     reference_fraction: float = 0.5       # stylised samples with z_s = E_style(reference)
     latent_style: str = "fitted"          # latent-guided z_s: fitted = N(mean, cov) of E_style's
                                           # training codes [decision: N(0, I) draws fall off
-                                          # the codes' subspace]; normal = N(0, I) (SPEC 4.2)
+                                          # the codes' subspace]; normal = N(0, I) (method 4.2)
     style_embedding: str = "encoder"      # encoder: z_s = E_style(ref); gram: the raw Gram vector
                                           # (supplement D ablation; needs reference_fraction 1)
     indicator_max: int = 17               # i uniform in {0..indicator_max} for stylised rows
@@ -166,7 +166,7 @@ class BlendGANTrainer(Trainer):
             g = BlendGenerator(cfg.resolution, cfg.style_dim, cfg.n_mlp, cfg.channel_multiplier,
                                lr_mlp=cfg.lr_mlp, channel_base=cfg.channel_base,
                                channel_max=cfg.channel_max, style_input_dim=self.z_style_dim)
-            g.copy_face_mapping_to_style()  # SPEC 4.2 (a wider Gram input layer stays random)
+            g.copy_face_mapping_to_style()  # method 4.2 (a wider Gram input layer stays random)
             g_ema = copy.deepcopy(g)
             kw = dict(channel_multiplier=cfg.channel_multiplier, channel_base=cfg.channel_base,
                       channel_max=cfg.channel_max, stddev_group=cfg.stddev_group)

@@ -1,6 +1,6 @@
 """Typed, frozen training configs that reject unknown keys.
 
-Every trainer declares a frozen dataclass whose defaults are the paper's settings (SPEC 4);
+Every trainer declares a frozen dataclass whose defaults are the paper's settings (method 4);
 the demo scale is the same dataclass with a few keys overridden from config.yaml.
 """
 

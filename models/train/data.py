@@ -1,4 +1,4 @@
-"""Reading the SPEC 2.5 LMDB datasets and sampling batches deterministically per iteration.
+"""Reading the method 2.5 LMDB datasets and sampling batches deterministically per iteration.
 
 ``LMDBImages`` reads like rosinality's MultiResolutionDataset (key ``f"{size}-{index:05d}"``),
 picking the smallest stored size >= the requested resolution and resizing when they differ.

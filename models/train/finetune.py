@@ -1,4 +1,4 @@
-"""One-shot fine-tuning for a new style (SPEC 4.4, supplement E).
+"""One-shot fine-tuning for a new style (method 4.4, supplement E).
 
     python -m models.train.finetune --config CFG.yaml --checkpoint BLENDGAN.pt --face FFHQ_LMDB \
         (--reference IMAGE | --reference-lmdb LMDB --reference-index N) --out DIR

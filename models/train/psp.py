@@ -1,4 +1,4 @@
-"""pSp training (SPEC 4.3): an encoder into W+ against the frozen BlendGAN generator at i = 18.
+"""pSp training (method 4.3): an encoder into W+ against the frozen BlendGAN generator at i = 18.
 
     python -m models.train.psp --config CFG.yaml --face FFHQ_LMDB --generator G.pt --out DIR
 

@@ -1,4 +1,4 @@
-"""Style encoder training (SPEC 4.1): contrastive learning on affine-only views, VGG frozen.
+"""Style encoder training (method 4.1): contrastive learning on affine-only views, VGG frozen.
 
     python -m models.train.style_encoder --config CFG.yaml --data STYLE_LMDB --out DIR
 
@@ -29,7 +29,7 @@ from .losses import nt_xent
 @dataclass(frozen=True)
 class StyleEncoderConfig:
     resolution: int = 256                 # images read at this size (AAHQ at 256^2)
-    pool_size: int = 256                  # encoder pools its input to this size (SPEC 3.1)
+    pool_size: int = 256                  # encoder pools its input to this size (method 3.1)
     style_dim: int = 512                  # width of z_s
     n_mlp: int = 4                        # embedding MLP layers
     n_proj: int = 4                       # projection-head layers (training only)
@@ -43,7 +43,7 @@ class StyleEncoderConfig:
     whiten: bool = True                   # fold a whitening of z_s over the training set into
                                           # the last MLP layer [decision], so reference codes
                                           # have mean 0 and covariance I like latent-guided
-                                          # z_s ~ N(0, I) (SPEC 4.2)
+                                          # z_s ~ N(0, I) (method 4.2)
     whiten_floor: float = 1e-2            # eigenvalues below floor * largest are raised to it:
                                           # the weak tail directions stay small [decision: on
                                           # the demo, 1e-6 / 1e-4 / 1e-3 / 1e-2 let BlendGAN

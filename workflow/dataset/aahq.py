@@ -1,4 +1,4 @@
-"""Rebuild AAHQ's raw images from the published URL + landmark JSON (SPEC 2.1).
+"""Rebuild AAHQ's raw images from the published URL + landmark JSON (method 2.1).
 
     python -m workflow.dataset.aahq --json aahq-dataset.json --out DIR [--limit N] [--delay S]
 

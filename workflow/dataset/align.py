@@ -1,4 +1,4 @@
-"""FFHQ-style face alignment (SPEC 2.3), the public `align_face` of SPEC 7.2, and its CLI.
+"""FFHQ-style face alignment (method 2.3), the public `align_face` of method 7.2, and its CLI.
 
 Two samplers share the same quad, crop and padding code:
   reference  sample the quad bilinearly at 4x the output size, Lanczos down (the FFHQ recipe);
@@ -145,7 +145,7 @@ def _shrink_crop_pad(img: Image.Image, quad: np.ndarray, qsize: float, size: int
 
 
 def align_with_record(image: Image.Image, landmarks, size: int = 1024, method: str = "reference"):
-    """Aligned RGB crop plus the record of SPEC 2.3 (quad, qsize, padded fraction, source size)."""
+    """Aligned RGB crop plus the record of method 2.3 (quad, qsize, padded fraction, source size)."""
     if method not in SUPERSAMPLE:
         raise ValueError(f"unknown alignment method {method!r}; choose from {sorted(SUPERSAMPLE)}")
     img = to_rgb(image)
@@ -176,7 +176,7 @@ def align_with_record(image: Image.Image, landmarks, size: int = 1024, method: s
 
 
 def align_face(image: Image.Image, landmarks, size: int = 1024) -> Image.Image:
-    """SPEC 7.2: the FFHQ-aligned RGB crop of `image` (any PIL mode).
+    """method 7.2: the FFHQ-aligned RGB crop of `image` (any PIL mode).
 
     `landmarks` is the four-point mapping of the landmark file (eye_left, eye_right,
     mouth_left, mouth_right) or a 68x2 array of iBUG points.
@@ -285,7 +285,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m workflow.dataset.align", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--raw", required=True, help="folder of raw images")
-    p.add_argument("--landmarks", required=True, help="landmark file (SPEC 2.1 schema)")
+    p.add_argument("--landmarks", required=True, help="landmark file (method 2.1 schema)")
     p.add_argument("--out", required=True, help="folder for the aligned PNG crops")
     p.add_argument("--records", required=True, help="JSON-lines file, one record per raw image")
     p.add_argument("--size", type=int, default=1024, help="output size in pixels (default 1024)")

@@ -1,4 +1,4 @@
-"""Type and range checks for the JSON the Artstation endpoints return (SPEC 2.1).
+"""Type and range checks for the JSON the Artstation endpoints return (method 2.1).
 
 The site's JSON is untrusted input: any field may be missing, null, of another type, huge or
 hostile, and valid JSON of an unexpected shape must not stop a scrape. Each reader here takes

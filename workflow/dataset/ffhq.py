@@ -8,7 +8,7 @@ the expected size; `--size 0` accepts any size, for a folder of raw artworks) an
 into DIR/images under the same relative paths (hard link, else symbolic link, else copy).
 --metadata downloads the in-the-wild images listed in NVIDIA's official metadata JSON through the
 same polite machinery, checks their MD5, and writes DIR/landmarks.json from the 68 landmarks
-(SPEC 2.2: eye_left = mean(36..41), eye_right = mean(42..47), mouth_left = 48, mouth_right = 54).
+(method 2.2: eye_left = mean(36..41), eye_right = mean(42..47), mouth_left = 48, mouth_right = 54).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 
 
 def four_points(landmarks68) -> dict:
-    """SPEC 2.2 four-point landmarks from a 68x2 array (image coordinates)."""
+    """method 2.2 four-point landmarks from a 68x2 array (image coordinates)."""
     pts = np.asarray(landmarks68, dtype=np.float64)
     if pts.shape != (68, 2):
         raise ValueError(f"expected 68x2 landmarks, got {pts.shape}")

@@ -1,4 +1,4 @@
-"""Quality filtering and de-duplication of aligned faces (SPEC 2.4).
+"""Quality filtering and de-duplication of aligned faces (method 2.4).
 
 Checks run cheap to expensive and the first failing check rejects the image; every rejection
 is written with its reason and the measured value against the threshold:

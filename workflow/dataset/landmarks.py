@@ -1,6 +1,6 @@
-"""Facial landmarks (SPEC 2.2): the landmark file format and three backends.
+"""Facial landmarks (method 2.2): the landmark file format and three backends.
 
-Backends: `file` (a landmark file in the SPEC 2.1 schema), `dlib` (HOG detector and the
+Backends: `file` (a landmark file in the method 2.1 schema), `dlib` (HOG detector and the
 68-point predictor shipped by the face-recognition-models wheel; offline),
 `face-alignment` (FAN 68 points; downloads its weights at first use) and `aligned` (the
 images are FFHQ-aligned crops already, e.g. the official FFHQ release: the landmarks are

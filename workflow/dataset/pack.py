@@ -1,4 +1,4 @@
-"""LMDB packing compatible with rosinality/stylegan2-pytorch readers (SPEC 2.5).
+"""LMDB packing compatible with rosinality/stylegan2-pytorch readers (method 2.5).
 
 Keys: f"{size}-{index:05d}" -> encoded image bytes, "length" -> count as ASCII digits, and
 "metadata" -> a JSON record (names in index order, sizes, format, index width, provenance).

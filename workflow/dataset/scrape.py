@@ -1,4 +1,4 @@
-"""Scrape Artstation's Portraits channel into DIR/images and DIR/manifest.jsonl (SPEC 2.1, 7.4).
+"""Scrape Artstation's Portraits channel into DIR/images and DIR/manifest.jsonl (method 2.1, 7.4).
 
     python -m workflow.dataset.scrape --base-url URL --out DIR [--max-projects N] [--delay S]
 

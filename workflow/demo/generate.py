@@ -5,7 +5,7 @@
 
 writes DIR/style/raw/style_NNNNN.{png,jpg} (random identity x one of nine art styles, random pose:
 position, scale, in-plane rotation in [-30, 30] degrees), DIR/face/raw/face_NNNNN.* (photo-like
-look), DIR/{style,face}/landmarks.json in the SPEC 2.1 schema as a detector would report them (no
+look), DIR/{style,face}/landmarks.json in the method 2.1 schema as a detector would report them (no
 entry where no face can be found: no_face, corrupt, truncated; the largest face and all boxes for
 two faces), and DIR/truth.json with identity, style, exact landmarks, pose, PIL mode and planted
 defect of every file. The pipeline must never read truth.json. Every image has its own random
@@ -76,7 +76,7 @@ def _props(rng, w, h):
 
 
 def _lm_record(faces):
-    """SPEC 2.1 landmark entry for a list of (ident, pose): largest face first."""
+    """method 2.1 landmark entry for a list of (ident, pose): largest face first."""
     boxes = [face_box(i, p) for i, p in faces]
     order = sorted(range(len(faces)), key=lambda k: -(boxes[k][2] - boxes[k][0]) * (boxes[k][3] - boxes[k][1]))
     i, p = faces[order[0]]

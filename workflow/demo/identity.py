@@ -5,7 +5,7 @@ brows, nose, mouth, ears, hair shape and colour, skin tone) sampled from (seed, 
 `face_shapes` turns it into polygons and polylines in a canonical frame (unit = half the face
 width, y down, origin at the centre of the face ellipse); each shape carries a role (label) and a
 z-order. A pose (centre x, y in pixels, scale in pixels per unit, in-plane angle) maps the canonical
-frame into the image, so the four SPEC 2.1 landmarks (eye centres, mouth corners) and the face box
+frame into the image, so the four method 2.1 landmarks (eye centres, mouth corners) and the face box
 are known analytically. Pixel coordinates use the index convention: the centre of pixel i is i.
 """
 from __future__ import annotations
@@ -67,7 +67,7 @@ def sample_identity(seed: int, index: int) -> dict:
 
 
 def qsize_units(ident: dict) -> float:
-    """FFHQ quad size (SPEC 2.3) in canonical units: 2 * max(2 |v_ee|, 1.8 |v_em|)."""
+    """FFHQ quad size (method 2.3) in canonical units: 2 * max(2 |v_ee|, 1.8 |v_em|)."""
     return 2.0 * max(2.0 * ident["eye_sep"], 1.8 * ident["mouth_dy"])
 
 
@@ -174,7 +174,7 @@ def transform(points: np.ndarray, pose: dict) -> np.ndarray:
 
 
 def landmarks(ident: dict, pose: dict) -> dict:
-    """Exact SPEC 2.1 landmarks in image pixels (eye_left = the eye on the image's left)."""
+    """Exact method 2.1 landmarks in image pixels (eye_left = the eye on the image's left)."""
     ey, es, mw = ident["eye_y"], ident["eye_sep"], ident["mouth_w"]
     my = ey + ident["mouth_dy"]
     p = transform(np.array([[-es / 2, ey], [es / 2, ey], [-mw, my], [mw, my]]), pose)
@@ -189,7 +189,7 @@ def face_box(ident: dict, pose: dict) -> list:
 
 
 def qsize_px(lm: dict) -> float:
-    """qsize of SPEC 2.3 from the four landmarks (for checks and tests)."""
+    """qsize of method 2.3 from the four landmarks (for checks and tests)."""
     el, er = np.array(lm["eye_left"]), np.array(lm["eye_right"])
     ml, mr = np.array(lm["mouth_left"]), np.array(lm["mouth_right"])
     v_ee, v_em = er - el, (ml + mr) / 2 - (el + er) / 2

@@ -1,8 +1,8 @@
-"""An out-of-distribution reference portrait for one-shot fine-tuning (SPEC 4.4, supplement E).
+"""An out-of-distribution reference portrait for one-shot fine-tuning (method 4.4, supplement E).
 
     python -m workflow.demo.ood --out DIR [--seed 0] [--style thermal] [--size 256]
 
-writes DIR/reference.png, the FFHQ-aligned crop (SPEC 2.3) of one portrait drawn in a tenth
+writes DIR/reference.png, the FFHQ-aligned crop (method 2.3) of one portrait drawn in a tenth
 style that neither demo dataset contains, and DIR/reference.json, its ground truth (style,
 identity, pose, landmarks, the random stream). Supplement E fine-tunes on styles "far different
 from those in AAHQ"; an in-distribution reference starts near the style encoder's ceiling and

@@ -1,4 +1,4 @@
-"""Style consistency (SPEC 5): cosine similarity of E_style(output) and E_style(reference),
+"""Style consistency (method 5): cosine similarity of E_style(output) and E_style(reference),
 against a shuffled-reference baseline (each output compared with another output's reference).
 
     python -m workflow.evaluate.consistency --samples samples/ --blendgan G.pt \

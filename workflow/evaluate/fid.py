@@ -1,10 +1,10 @@
-"""FID and KID (SPEC 5) on the pool3 features of the standard FID Inception (weights from a file).
+"""FID and KID (method 5) on the pool3 features of the standard FID Inception (weights from a file).
 
     python -m workflow.evaluate.fid --samples samples/ --style-lmdb A --face-lmdb F \
         --weights auto --cache-dir DIR --out fid.json
 
 Three comparisons: latent-guided outputs vs AAHQ, reference-guided outputs vs AAHQ, natural
-outputs (i = 18) vs FFHQ. Each beside its calibration (SPEC 5): the real set is split into two
+outputs (i = 18) vs FFHQ. Each beside its calibration (method 5): the real set is split into two
 seeded halves; outputs are compared with half B, and half A with half B at the same count. FID: Frechet distance of Gaussian fits (exact trace formulas, no
 scipy sqrtm). KID: unbiased MMD^2 with the cubic polynomial kernel, mean and std over random subsets
 (Binkowski et al. 2018). Both are biased by small sample counts (FID much more than KID); the

@@ -1,4 +1,4 @@
-"""Does one-shot fine-tuning (SPEC 4.4) move the generator toward the reference's style?
+"""Does one-shot fine-tuning (method 4.4) move the generator toward the reference's style?
 
     python -m workflow.evaluate.finetune_probe --base G.pt --finetune F.pt --style-lmdb A \
         --face-lmdb F [--reference IMAGE] [--faces 32] [--references 16] --out J

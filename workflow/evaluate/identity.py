@@ -1,4 +1,4 @@
-"""Identity features and content preservation (SPEC 5).
+"""Identity features and content preservation (method 5).
 
     python -m workflow.evaluate.identity --samples samples/ --out content.json
 

@@ -1,5 +1,5 @@
 """Supplement D ablation: content leakage of the Gram-concatenation embedding (no learned MLP)
-against the learned style encoder (SPEC 5).
+against the learned style encoder (method 5).
 
     python -m workflow.evaluate.leakage --style-encoder E.pt --style-lmdb A [--truth T] --out J
 

@@ -1,5 +1,5 @@
 """LPIPS (Zhang et al. 2018, AlexNet variant, v0.1) with every weight read from a file, and the
-diversity metric of SPEC 5: mean pairwise LPIPS between the outputs of one face under different
+diversity metric of method 5: mean pairwise LPIPS between the outputs of one face under different
 styles.
 
     python -m workflow.evaluate.lpips convert --alexnet alexnet-owt-7be5be79.pth \

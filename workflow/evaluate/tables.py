@@ -91,7 +91,7 @@ def main(argv=None):
     Path(a.html).write_text(
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Metrics</title><style>"
         "body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-        "padding:3px 8px;font-size:13px}</style></head><body><h3>Metrics (SPEC 5)</h3><table><tr>"
+        "padding:3px 8px;font-size:13px}</style></head><body><h3>Metrics (method 5)</h3><table><tr>"
         + "".join(f"<th>{h}</th>" for h in head) + "</tr>\n" + cells + "</table></body></html>\n")
     print(f"{len(rows)} rows")
     return 0
