@@ -242,6 +242,13 @@ def _make_handler(site: FakeArtstation):
                 return 200, body, ctype, aid
             return 404, b"not found", "text/plain", None
 
+        def image_headers(self, body):
+            """A 200 image response's headers, announcing all of ``body``."""
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+
         def send(self, status, body, ctype, extra=()):
             try:
                 self.send_response(status)
@@ -274,10 +281,7 @@ def _make_handler(site: FakeArtstation):
             if action == "truncate":
                 body = site.cat.images.get(path, (b"x" * 1000,))[0]
                 try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "image/jpeg")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
+                    self.image_headers(body)
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
@@ -286,10 +290,7 @@ def _make_handler(site: FakeArtstation):
             if action == "drip":  # a valid image, one byte every 50 ms
                 body = site.cat.images.get(path, (b"x" * 1000,))[0]
                 try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "image/jpeg")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
+                    self.image_headers(body)
                     for i in range(len(body)):
                         if site._stopping.wait(0.05):
                             return
