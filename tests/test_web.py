@@ -106,6 +106,16 @@ def test_upload_over_the_cap_is_refused_and_the_server_goes_on(stylist, files):
     assert post(client, face="random").status_code == 200
 
 
+def test_an_unexpected_failure_is_a_message_and_the_server_goes_on(stylist, monkeypatch):
+    client = create_app(stylist).test_client()
+    with monkeypatch.context() as m:
+        m.setattr(stylist, "render", lambda *a: (_ for _ in ()).throw(RuntimeError("out of memory")))
+        r = post(client, face="random")
+    assert r.status_code == 500 and r.json["error"] == "stylisation failed: RuntimeError: out of memory"
+    assert post(client, face="random").status_code == 200
+    assert client.get("/nowhere").status_code == 404
+
+
 def test_no_upload_is_left_on_disk(client, tmp_path, monkeypatch):
     """Large uploads spool to temporary files (werkzeug, over 500 kB): none may remain."""
     import tempfile

@@ -17,7 +17,7 @@ import io
 from importlib.resources import files
 
 from flask import Flask, jsonify, request, send_file
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .stylist import InputError, Stylist, one_line
 
@@ -101,7 +101,7 @@ def create_app(stylist: Stylist, max_upload_mb: float = 10) -> Flask:
 
     @app.errorhandler(Exception)
     def failure(err):  # the server stays up and says what went wrong
-        if hasattr(err, "code") and hasattr(err, "description"):  # other HTTP errors (404, ...)
+        if isinstance(err, HTTPException):  # 404, 405, ...: as they are
             return jsonify(error=err.description), err.code
         app.logger.exception("stylisation failed")
         return jsonify(error=f"stylisation failed: {one_line(err)}"), 500
