@@ -28,6 +28,7 @@ from .stylegan2 import Generator, mapping_network
 PAPER_N_LATENT = 18
 STYLE_EMBEDDINGS = ("encoder", "gram")
 LATENT_STYLES = ("normal", "fitted")
+INDICATOR_RULE = "L(i) = floor(i * n_latent / 18)"
 
 
 def indicator_to_layer(indicator, n_latent: int):
@@ -53,6 +54,8 @@ def check_indicator(indicator):
 
 
 class BlendGenerator(Generator):
+    stored_truncation: float | None = None  # psi a checkpoint asks for (load_generator sets it)
+
     def __init__(
         self,
         size: int,                    # output resolution (power of two)

@@ -34,6 +34,7 @@ MODEL_CLASSES = {cls.__name__: cls for cls in (
     Generator, Discriminator, BlendGenerator, StyleLatentDiscriminator, StyleEncoder,
     GramEmbedding, PSPEncoder)}
 GENERATOR_NAMES = ("g_ema", "generator", "g")
+RELEASED_SAMPLING_KEY = "blendgan_repro_sampling"
 # Our StyleEncoder names -> released BlendGAN names, under the generator's "embedder." prefix.
 RELEASED_ENCODER_MAP = (("gram.vgg.features.", "embedder.feature_extractor.vgg_layers."),
                         ("mlp.", "embedder_mlp."))
@@ -210,11 +211,16 @@ def to_released_state_dict(g: BlendGenerator) -> dict:
     return out
 
 
-def from_released_state_dict(sd: dict, map_location="cpu", latent_avg=None) -> BlendGenerator:
+def from_released_state_dict(sd: dict, map_location="cpu", latent_avg=None,
+                             sampling: dict | None = None) -> BlendGenerator:
+    """``sampling``: the ``RELEASED_SAMPLING_KEY`` record an export of this project adds (how
+    latent-guided z_s were drawn in training); absent in the authors' files: N(0, I)."""
+    sampling = sampling or {}
     kwargs = infer_generator_kwargs(sd)
     has_encoder = any(k.startswith("embedder.") for k in sd)
     if has_encoder:
         kwargs["style_encoder"] = infer_style_encoder_kwargs(sd)
+        kwargs["latent_style"] = sampling.get("latent_style", "normal")
     with torch.device("meta"):
         g = BlendGenerator(**kwargs)
     g = g.to_empty(device=map_location)
@@ -231,8 +237,10 @@ def from_released_state_dict(sd: dict, map_location="cpu", latent_avg=None) -> B
         else:
             ours[k] = v
     if has_encoder:
-        ours["embedder.style_mean"] = torch.zeros_like(g.embedder.style_mean)
-        ours["embedder.style_cov"] = torch.eye(g.embedder.style_dim, device=map_location)
+        ours["embedder.style_mean"] = sampling.get(
+            "style_mean", torch.zeros_like(g.embedder.style_mean)).to(map_location)
+        ours["embedder.style_cov"] = sampling.get(
+            "style_cov", torch.eye(g.embedder.style_dim, device=map_location)).to(map_location)
     ours["latent_avg"] = (latent_avg.reshape(1, -1) if latent_avg is not None
                           else torch.zeros_like(g.latent_avg))
     g.load_state_dict(ours, strict=True)
@@ -241,13 +249,33 @@ def from_released_state_dict(sd: dict, map_location="cpu", latent_avg=None) -> B
     return g
 
 
-def export_released(g: BlendGenerator, path) -> Path:
+def released_sampling(g: BlendGenerator) -> dict:
+    """What latent-guided sampling needs beyond the released weights: the draw rule and, for
+    ``fitted``, the encoder's code statistics (the released layout has no place for them)."""
+    out = {"latent_style": g.latent_style}
+    if g.latent_style == "fitted" and g.embedder is not None:
+        out.update(style_mean=g.embedder.style_mean.detach().cpu().clone(),
+                   style_cov=g.embedder.style_cov.detach().cpu().clone())
+    return out
+
+
+def export_released(g: BlendGenerator, path, truncation: float | None = None,
+                    trained_with: dict | None = None) -> Path:
     """Write ``{"g_ema": ..., "latent_avg": ...}`` loadable by the released BlendGAN code
-    (which also expects the embedded style encoder: build ``g`` with ``style_encoder``)."""
+    (which also expects the embedded style encoder: build ``g`` with ``style_encoder``), plus
+    keys that code ignores: ``RELEASED_SAMPLING_KEY`` (latent-guided sampling, read back by
+    ``load_generator``) and ``trained_with`` (the training behaviour, for the record).
+    ``truncation`` is written only when given: the released scripts adopt a stored one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"g_ema": to_released_state_dict(g), "latent_avg": g.latent_avg[0].clone(),
+               RELEASED_SAMPLING_KEY: released_sampling(g)}
+    if trained_with:
+        payload["trained_with"] = dict(trained_with)
+    if truncation is not None:
+        payload["truncation"] = float(truncation)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"g_ema": to_released_state_dict(g), "latent_avg": g.latent_avg[0].clone()}, tmp)
+    torch.save(payload, tmp)
     os.replace(tmp, path)
     return path
 
@@ -265,7 +293,8 @@ def load_generator(path, map_location="cpu") -> BlendGenerator:
     if kind == "rosinality":
         g = blend_generator_from_stylegan2(payload["g_ema"], payload.get("latent_avg"), map_location)
     elif kind == "released":
-        g = from_released_state_dict(payload["g_ema"], map_location, payload.get("latent_avg"))
+        g = from_released_state_dict(payload["g_ema"], map_location, payload.get("latent_avg"),
+                                     payload.get(RELEASED_SAMPLING_KEY))
     else:
         entries = payload["models"]
         blend = [n for n, e in entries.items() if e["class"] == "BlendGenerator"]
@@ -277,6 +306,12 @@ def load_generator(path, map_location="cpu") -> BlendGenerator:
                                                None, map_location)
         else:
             raise ValueError(f"{path}: no generator in this checkpoint")
+    # The released scripts replace their default psi by a checkpoint's stored "truncation";
+    # the user tools do the same when no --truncation is given (stored_truncation, else 0.75).
+    stored = payload.get("truncation") if kind != "project" else payload.get("extra", {}).get("truncation")
+    if torch.is_tensor(stored) and stored.numel() == 1:
+        stored = stored.item()
+    g.stored_truncation = float(stored) if isinstance(stored, (int, float)) else None
     return g.eval()
 
 
@@ -310,3 +345,35 @@ def load_psp_encoder(path, map_location="cpu") -> PSPEncoder:
     n_styles = len([k for k in sd if re.fullmatch(r"encoder\.styles\.\d+\.linear\.weight", k)])
     enc = PSPEncoder(n_styles=n_styles or 18).to(map_location)
     return enc.load_psp(path, map_location).eval()
+
+
+# ------------------------------------------------------------------------- command line
+def main(argv=None) -> int:
+    """``python -m models.checkpoint export-released SRC --out DST``: any generator checkpoint
+    this module reads, written in the released BlendGAN layout (with the sampling record)."""
+    p = argparse.ArgumentParser(prog="python -m models.checkpoint", description=main.__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    ex = sub.add_parser("export-released", help="write a generator in the released layout")
+    ex.add_argument("checkpoint", help="a BlendGAN checkpoint (ours, released or rosinality)")
+    ex.add_argument("--out", required=True, help="the file to write")
+    ex.add_argument("--truncation", type=float, default=None,
+                    help="store this psi (the released scripts then use it instead of theirs)")
+    a = p.parse_args(argv)
+    try:
+        g = load_generator(a.checkpoint)
+        trained_with = None
+        payload = _load(a.checkpoint, "cpu")
+        if _detect(payload) == "project":
+            trained_with = payload.get("extra", {}).get("trained_with")
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    if g.embedder is None:
+        raise SystemExit(f"error: {a.checkpoint}: no embedded style encoder; the released "
+                         "layout needs one (train with models.train.blendgan)")
+    export_released(g, a.out, a.truncation, trained_with)
+    print(f"{a.out}: released layout, latent-guided draws {g.latent_style}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

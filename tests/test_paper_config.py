@@ -94,7 +94,7 @@ def test_paper_sections_are_accepted_by_the_trainers():
     assert (ft.loop.batch, ft.loop.total_images) == (1, 1000)
     for c in (enc, bg):
         assert (c.lr, tuple(c.betas)) == (0.002, (0.0, 0.99))
-    assert enc.vgg_width == 1.0 and bg.alpha_lr_mult == 1.0 and bg.ema_half_life_images == 10_000
+    assert enc.vgg_width == 1.0 and bg.alpha_lr_mult == 1.0 and bg.ema_half_life_images == 2_500
     # Every demo shortcut is undone.
     assert bg.channel_base == 16384 and bg.channel_max == 512 and bg.n_mlp == 8
     assert psp.widths == (64, 128, 256, 512) and psp.units is None

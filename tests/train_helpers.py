@@ -57,7 +57,7 @@ def loop(**kw):
 
 def encoder_cfg(**kw):
     cfg = dict(resolution=16, pool_size=16, style_dim=16, vgg_width=0.0625, holdout=4,
-               loop=loop())
+               whiten=True, loop=loop())  # the demo's whitening (the paper default: none)
     cfg.update(kw)
     return cfg
 

@@ -78,6 +78,14 @@ def invert(models: dict, photo: Image.Image) -> torch.Tensor:
     return psp(x.to(next(psp.parameters()).device))
 
 
+DEFAULT_TRUNCATION = 0.75  # the paper's inference psi (method 3.2)
+
+
+def default_truncation(g) -> float:
+    """The psi a checkpoint stores (as the released scripts adopt it), else the paper's."""
+    return g.stored_truncation if g.stored_truncation is not None else DEFAULT_TRUNCATION
+
+
 def latent_styles(g, n: int, seed: int, device) -> torch.Tensor:
     return latent_style_codes(g, n, seed + 1000).to(device)
 
@@ -201,7 +209,9 @@ def build_parser():
         sp.add_argument("--styles", type=int, default=4, help="latent styles when no --style")
         sp.add_argument("--faces", type=int, default=4, help="random faces (ignored with --photo)")
         sp.add_argument("--indicator", type=int, default=indicator, help="0..18; 18 = natural face")
-        sp.add_argument("--truncation", type=float, default=0.75, help="psi on the face code")
+        sp.add_argument("--truncation", type=float, default=None,
+                        help="psi on the face code (default: the checkpoint's stored psi, else "
+                             f"{DEFAULT_TRUNCATION})")
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
         sp.add_argument("--out", required=True)
@@ -233,6 +243,8 @@ def main(argv=None):
         raise SystemExit("reference needs --style IMAGE [IMAGE ...]")
     device = pick_device(args.device)
     models = load_models(args.blendgan, args.style_encoder, args.psp, device)
+    if args.truncation is None:
+        args.truncation = default_truncation(models["generator"])
     args.func(args, models, device)
     return 0
 

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from scipy import linalg
 
-from ..blendgan import LATENT_STYLES, PAPER_N_LATENT, BlendGenerator
-from ..checkpoint import load_stylegan2, load_style_encoder
+from ..blendgan import INDICATOR_RULE, LATENT_STYLES, PAPER_N_LATENT, BlendGenerator
+from ..checkpoint import load_checkpoint, load_stylegan2, load_style_encoder
 from ..discriminators import make_discriminators
 from ..stylegan2 import Discriminator
 from .augment import hflip
@@ -65,16 +65,23 @@ class BlendGANConfig:
     g_reg_every: int = 4
     mixing: float = 0.9                   # style-mixing probability on z_f
     reference_fraction: float = 0.5       # stylised samples with z_s = E_style(reference)
-    latent_style: str = "fitted"          # latent-guided z_s: fitted = N(mean, cov) of E_style's
-                                          # training codes [decision: N(0, I) draws fall off
-                                          # the codes' subspace]; normal = N(0, I) (method 4.2)
+    latent_style: str = "normal"          # latent-guided z_s ~ N(0, I), as the supplement and the
+                                          # released code; fitted = N(mean, cov) of E_style's
+                                          # training codes [the demo's departure: N(0, I) draws
+                                          # fall off the codes' subspace, docs/models.md]
     style_embedding: str = "encoder"      # encoder: z_s = E_style(ref); gram: the raw Gram vector
                                           # (supplement D ablation; needs reference_fraction 1)
     indicator_max: int = 17               # i uniform in {0..indicator_max} for stylised rows
     xflip: bool = True                    # random horizontal flips of the reals
     diff_augment: str = ""                # D-side augmentation of reals and fakes for small sets,
                                           # e.g. "color,translation,cutout" (off: paper)
-    ema_half_life_images: float = 10_000
+    ema_half_life_images: float = 2_500   # rosinality's train.py: decay 0.5 ** (32 / 10,000) per
+                                          # step, a half-life of 2,500 images at its batch 8
+    latent_avg: str = "checkpoint"        # truncation centre of the final g_ema: checkpoint = the
+                                          # one the StyleGAN2 checkpoint brought (what the released
+                                          # scripts and pSp read); estimate = the mean w of 4,096
+                                          # draws through the final face mapping (always when G
+                                          # starts from scratch)
     alpha_lr_mult: float = 1.0            # lr multiplier of the blending weights alpha (1 = paper;
                                           # the short demo raises it so alpha leaves its init of 1)
     cache_style_codes: bool = True        # E_style codes of the style set (both flips) computed
@@ -97,6 +104,19 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean.real))
 
 
+LATENT_AVG_SOURCES = ("checkpoint", "estimate")
+
+
+def encoder_whitened(path) -> bool | None:
+    """Whether the style encoder's training folded a whitening into it (its recorded config);
+    None when the file does not say (a released generator's embedder)."""
+    try:
+        config = load_checkpoint(path, build=False)["config"]
+    except ValueError:
+        return None
+    return config.get("whiten") if "whiten" in config else None
+
+
 CODE_TABLE_MAX_BYTES = 2 << 30  # larger tables (the Gram ablation at paper scale): embed per batch
 
 
@@ -109,9 +129,12 @@ class BlendGANTrainer(Trainer):
         super().__init__(cfg, dist, out)
         dev = self.device
         self.encoder = load_style_encoder(style_encoder, map_location=dev).requires_grad_(False)
+        self.encoder_whitened = encoder_whitened(style_encoder)
         self.gram = cfg.style_embedding == "gram"
         if cfg.latent_style not in LATENT_STYLES:
             raise ValueError(f"latent_style must be one of {LATENT_STYLES}, got {cfg.latent_style!r}")
+        if cfg.latent_avg not in LATENT_AVG_SOURCES:
+            raise ValueError(f"latent_avg must be one of {LATENT_AVG_SOURCES}, got {cfg.latent_avg!r}")
         if cfg.style_embedding not in ("encoder", "gram"):
             raise ValueError(f"style_embedding must be encoder or gram, got {cfg.style_embedding!r}")
         if self.gram and cfg.reference_fraction != 1:
@@ -472,7 +495,7 @@ class BlendGANTrainer(Trainer):
     def final_checkpoint(self):
         """g_ema with the style encoder embedded (``embedder``, as the released weights), the
         training networks, and the encoder on its own."""
-        self.g_ema.update_latent_avg()
+        self.latent_avg_source = self.final_latent_avg()
         kw = dict(self.g_ema.init_kwargs)
         # The ablation embeds the Gram front end alone, so the checkpoint needs no training
         # config: load_generator gives a generator whose ``embedder`` makes its z_s.
@@ -488,7 +511,29 @@ class BlendGANTrainer(Trainer):
         full.load_state_dict(sd, strict=True)
         models = {"g_ema": full.eval(), "g": self.g, "d_face": self.ds[0], "d_style": self.ds[1],
                   "d_style_latent": self.ds[2], "style_encoder": self.encoder}
-        return models, {"mean_path_length": float(self.mean_path_length)}
+        return models, {"mean_path_length": float(self.mean_path_length),
+                        "trained_with": self.trained_with()}
+
+    def final_latent_avg(self) -> str:
+        """Set g_ema's truncation centre as ``latent_avg`` asks; which one it got."""
+        brought = bool(self.g_ema.latent_avg.any())  # zeros: G started from scratch
+        if self.cfg.latent_avg == "checkpoint" and brought:
+            return "checkpoint"
+        if self.cfg.latent_avg == "checkpoint":
+            self.log("latent_avg: the starting checkpoint brought no truncation centre: estimated")
+        self.g_ema.update_latent_avg()
+        return "estimate (mean w of 4,096 draws)"
+
+    def trained_with(self) -> dict:
+        """The behaviours a reader of the checkpoint needs to know (docs/models.md)."""
+        cfg = self.cfg
+        return {"latent_style": "normal" if self.gram else cfg.latent_style,
+                "style_encoder_whitened": self.encoder_whitened,
+                "d_style_init": cfg.d_style_init, "ema_half_life_images": cfg.ema_half_life_images,
+                "latent_avg": self.latent_avg_source,
+                "indicator_max": cfg.indicator_max, "indicator_rule": INDICATOR_RULE,
+                "stylegan2_checkpoint": cfg.stylegan2_checkpoint,
+                "style_embedding": cfg.style_embedding}
 
 
 def main(argv=None):

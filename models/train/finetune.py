@@ -58,6 +58,7 @@ class FinetuneTrainer(BlendGANTrainer):
             cfg, resolution=kw["size"], style_dim=kw["style_dim"],
             latent_style=ck["models"]["g_ema"]["kwargs"].get("latent_style", "normal"))
         super().__init__(cfg, dist, out, face, None, checkpoint)
+        self.encoder_whitened = ck["extra"].get("trained_with", {}).get("style_encoder_whitened")
         self.g_start = copy.deepcopy(self.g_ema).requires_grad_(False)  # for eval/natural_drift
 
     def build_networks(self):
