@@ -39,8 +39,8 @@ rule eval_samples:
 
 rule eval_fid_kid:
     input:
+        unpack(sampling_models_input),
         weights=eval_weights_input("inception_weights"),
-        samples=f"{EVAL}/samples",
         style=f"{OUT}/data/style/lmdb",
         face=f"{OUT}/data/face/lmdb",
     output:
@@ -54,24 +54,80 @@ rule eval_fid_kid:
         f"{OUT}/logs/eval_fid_kid.log",
     benchmark:
         f"{OUT}/benchmarks/eval_fid_kid.tsv"
-    priority: 10  # the longest metric job: start it as soon as the samples exist
+    priority: 10  # the longest metric job: start it as soon as the checkpoints exist
     conda:
         "../envs/eval.yaml"
     threads: eval_threads()
     resources:
         gpu=eval_gpu(),
     params:
-        weights=eval_setting("inception_weights", "none"),
+        encoder=encoder_flag(),
+        n=eval_setting("samples", 32),
         n_real=null_flag("--n-real", eval_setting("real_images")),
+        indicator=eval_setting("indicator", 6),
+        truncation=eval_setting("truncation", 1.0),
+        weights=eval_setting("inception_weights", "none"),
         subsets=eval_setting("kid_subsets", 100),
         device=eval_setting("device", "auto"),
         cache=f"{EVAL}/weights",
+        real_cache=FID_REAL_CACHE,
         seed=config["seed"],
     shell:
-        "OMP_NUM_THREADS={threads} python -m workflow.evaluate.fid --samples {input.samples}"
-        " --style-lmdb {input.style} --face-lmdb {input.face} --weights {params.weights}"
-        " --cache-dir {params.cache} {params.n_real} --kid-subsets {params.subsets}"
-        " --seed {params.seed} --device {params.device} --out {output.metric} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m workflow.evaluate.fid --blendgan {input.blendgan}"
+        " {params.encoder} --style-lmdb {input.style} --face-lmdb {input.face} --n {params.n}"
+        " {params.n_real} --indicator {params.indicator} --truncation {params.truncation}"
+        " --weights {params.weights} --cache-dir {params.cache} --real-cache {params.real_cache}"
+        " --kid-subsets {params.subsets} --seed {params.seed} --device {params.device}"
+        " --threads {threads} --out {output.metric} > {log} 2>&1"
+
+
+rule eval_stargan_v2:
+    input:
+        unpack(sampling_models_input),
+        weights=eval_weights_input("inception_weights"),
+        lpips=eval_weights_input("lpips_weights"),
+        backbone=eval_weights_input("lpips_backbone"),
+        style=f"{OUT}/data/style/lmdb",
+    output:
+        metric=report(
+            f"{EVAL}/metrics/stargan_v2.json",
+            caption="../workflow/report/stargan_v2.rst",
+            category="Metrics",
+            subcategory="JSON",
+        ),
+    log:
+        f"{OUT}/logs/eval_stargan_v2.log",
+    benchmark:
+        f"{OUT}/benchmarks/eval_stargan_v2.tsv"
+    conda:
+        "../envs/eval.yaml"
+    threads: eval_threads()
+    resources:
+        gpu=eval_gpu(),
+    params:
+        encoder=encoder_flag(),
+        sources=eval_setting("stargan_sources", 4),
+        outputs=eval_setting("stargan_outputs", 10),
+        n_real=null_flag("--n-real", eval_setting("real_images")),
+        indicator=eval_setting("indicator", 6),
+        truncation=eval_setting("truncation", 1.0),
+        weights=eval_setting("inception_weights", "none"),
+        lpips=eval_setting("lpips_weights", "none"),
+        backbone=eval_setting("lpips_backbone", "none"),
+        subsets=eval_setting("kid_subsets", 100),
+        device=eval_setting("device", "auto"),
+        cache=f"{EVAL}/weights",
+        real_cache=FID_REAL_CACHE,
+        seed=config["seed"],
+    shell:
+        "OMP_NUM_THREADS={threads} python -m workflow.evaluate.stargan_v2"
+        " --blendgan {input.blendgan} {params.encoder} --style-lmdb {input.style}"
+        " --sources {params.sources} --outputs {params.outputs} {params.n_real}"
+        " --indicator {params.indicator} --truncation {params.truncation}"
+        " --weights {params.weights} --cache-dir {params.cache} --real-cache {params.real_cache}"
+        " --lpips-weights {params.lpips} --lpips-backbone {params.backbone}"
+        " --kid-subsets {params.subsets} --seed {params.seed} --device {params.device}"
+        " --threads {threads} --out {output.metric} > {log} 2>&1"
 
 
 rule eval_diversity:
@@ -347,6 +403,12 @@ rule eval_tables:
         metrics=expand(f"{EVAL}/metrics/{{m}}.json", m=METRICS),
     output:
         tsv=f"{EVAL}/metrics.tsv",
+        results=report(
+            f"{EVAL}/results.tsv",
+            caption="../workflow/report/results_table.rst",
+            category="Metrics",
+            subcategory="Table",
+        ),
         html=report(
             f"{EVAL}/metrics.html",
             caption="../workflow/report/metrics.rst",
@@ -362,7 +424,7 @@ rule eval_tables:
     threads: 1
     shell:
         "python -m workflow.evaluate.tables --metrics {input.metrics} --tsv {output.tsv}"
-        " --html {output.html} > {log} 2>&1"
+        " --results-tsv {output.results} --html {output.html} > {log} 2>&1"
 
 
 rule evaluation:

@@ -19,12 +19,17 @@ FIGURES = [
 ]
 METRICS = [
     "fid_kid",
+    "stargan_v2",
     "diversity_lpips",
     "style_consistency",
     "content_preservation",
     "gram_leakage",
     "ablation_leakage",
 ]
+
+# Cached Inception features of the real sets (workflow.evaluate.fid), keyed by a fingerprint of
+# the dataset, the selection and the weights; shared by the FID/KID and StarGAN v2 jobs.
+FID_REAL_CACHE = f"{EVAL}/cache/fid_real"
 
 
 def eval_cfg():
@@ -72,6 +77,12 @@ def eval_models_input(wildcards=None):
     return {
         n: eval_model(n) for n in ("blendgan", "style_encoder", "psp", "finetune") if eval_model(n)
     }
+
+
+def sampling_models_input(wildcards=None):
+    """Inputs of the jobs that draw from the generator (FID/KID, StarGAN v2 protocol): the
+    generator and E_style, not pSp or the fine-tuned generator."""
+    return {n: eval_model(n) for n in ("blendgan", "style_encoder") if eval_model(n)}
 
 
 def ablation_models_input(wildcards=None):
@@ -142,6 +153,7 @@ def evaluation_targets():
     if eval_gram_model():
         targets.append(f"{EVAL}/figures/ablation.png")
     targets += [f"{EVAL}/figures/tsne.png", f"{EVAL}/metrics.html", f"{EVAL}/metrics.tsv"]
+    targets.append(f"{EVAL}/results.tsv")
     return targets
 
 

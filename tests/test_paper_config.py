@@ -169,7 +169,8 @@ def test_local_profile_sets_gpus_per_training_rule(paper_dag):
 
 # Rules whose jobs run the networks: every one asks the cluster for a GPU.
 GPU_RULES = {"train_style_encoder", "train_blendgan", "train_blendgan_gram", "train_psp",
-             "finetune_blendgan", "eval_samples", "eval_fid_kid", "eval_ablation_leakage",
+             "finetune_blendgan", "eval_samples", "eval_fid_kid", "eval_stargan_v2",
+             "eval_ablation_leakage",
              "eval_ablation_figure", "eval_tsne", "eval_figures"}
 # Rules that need the internet: local rules, run on the submitting node.
 NETWORK_RULES = {"acquire_style", "acquire_face", "fetch_pretrained"}

@@ -14,8 +14,9 @@ torch helpers are allowed. The strides and paddings stored in the archive are ch
 this module. Afterwards everything loads with ``torch.load(weights_only=True)``. pytorch-fid's
 ``pt_inception-2015-12-05-6726825d.pth`` (torchvision layout) loads directly, names mapped.
 
-Input: images in [-1, 1] (N, 3, H, W). As the reference FID code: quantise to 8 bits, resize to
-299x299 (bilinear, align_corners=False), scale to (x - 128) / 128. Output: (N, 2048).
+Input: images in [-1, 1] (N, 3, H, W). As NVIDIA's metric code: quantise to 8 bits
+(``quantise``), resize to 299x299 as its network does (``resize_299``), scale to (x - 128) / 128.
+Output: (N, 2048).
 """
 
 from __future__ import annotations
@@ -38,6 +39,25 @@ from torch import nn
 BUNDLED_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 BUNDLED_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 FEATURE_DIM = 2048
+
+
+def quantise(images: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] -> uint8, exactly as NVIDIA's metric code (and an image file)."""
+    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def resize_299(x: torch.Tensor, size: int = 299) -> torch.Tensor:
+    """NVIDIA's Inception resize: bilinear sampling at source position j * (in / out) (TF's
+    resize without half-pixel centres), border padding. Not torch's interpolate, whose
+    half-pixel-centred grid differs by up to a pixel when downsampling from 1024."""
+    n, c, h, w = x.shape
+    if (h, w) == (size, size):
+        return x
+    theta = torch.eye(2, 3, device=x.device, dtype=x.dtype)
+    theta[0, 2] += theta[0, 0] / w - theta[0, 0] / size
+    theta[1, 2] += theta[1, 1] / h - theta[1, 1] / size
+    grid = F.affine_grid(theta.unsqueeze(0).expand(n, 2, 3), [n, c, size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 class Conv(nn.Module):
@@ -170,8 +190,8 @@ class FIDInception(nn.Module):
 
     @staticmethod
     def preprocess(images: torch.Tensor) -> torch.Tensor:
-        x = ((images.float() + 1) * 127.5).round().clamp(0, 255)  # as 8-bit image files
-        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        """[-1, 1] images -> the network's input, as NVIDIA's metric code: 8 bits, its 299 resize."""
+        x = resize_299(quantise(images.float()).float())
         return (x - 128) / 128
 
     def forward(self, images):

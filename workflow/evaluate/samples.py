@@ -10,7 +10,8 @@ show the same face (content preservation compares them):
 - reference: G(z_f, E_style(AAHQ image r_k), i)      (reference-guided; references stored)
 - diversity: F faces x S latent styles at i.
 Images are stored as 8-bit arrays (N, H, W, 3), like image files, at most --max-size pixels
-(default 256: FID is then computed at 256 on both sides, since reals are read at the stored size).
+(default 256). FID/KID does not read them: workflow.evaluate.fid draws the same three sets again
+from metric_codes() and streams them at full resolution.
 The output is a folder of .npy files (workflow.evaluate.sample_sets), written 32 images at a time:
 memory does not grow with --n, and a killed run continues from its last chunk when rerun.
 """
@@ -49,6 +50,16 @@ def _gen(g, z_face, z_style, indicator, truncation, batch=16, max_size=MAX_SIZE)
     return np.concatenate(outs)
 
 
+def metric_codes(g, style_lmdb, n: int, seed: int) -> dict:
+    """The codes of the three metric sets, shared with the streamed FID (workflow.evaluate.fid):
+    face codes z_f (seed), latent style codes z_s (seed + 1) and n reference positions in the
+    style LMDB (a seeded subset, repeated when the set has fewer than n images)."""
+    pool = lmdb_indices(style_lmdb, n, seed)
+    return {"z_face": face_codes(n, g.style_dim, seed),
+            "z_style": latent_style_codes(g, n, seed + 1),
+            "picks": [pool[k % len(pool)] for k in range(n)]}
+
+
 @torch.no_grad()
 def draw(models: dict, style_lmdb, out, n=32, diversity_faces=4, diversity_styles=6, indicator=6,
          truncation=1.0, seed=0, device="cpu", max_size=MAX_SIZE, provenance=None) -> dict:
@@ -64,17 +75,13 @@ def draw(models: dict, style_lmdb, out, n=32, diversity_faces=4, diversity_style
     if writer.resumed_rows():
         print("resuming", writer.resumed_rows())
     writer.set_scalars(indicator=indicator, truncation=truncation, seed=seed)
-    z_face = face_codes(n, dim, seed).to(device)
-    z_style = latent_style_codes(g, n, seed + 1).to(device)
+    codes = metric_codes(g, style_lmdb, n, seed)
+    z_face, z_style, picks = codes["z_face"].to(device), codes["z_style"].to(device), codes["picks"]
     writer.fill({"natural": (n, *image)},
                 lambda a, b: {"natural": _gen(g, z_face[a:b], None, 18, truncation, max_size=max_size)})
     writer.fill({"latent": (n, *image)}, lambda a, b: {"latent": _gen(
         g, z_face[a:b], z_style[a:b], indicator, truncation, max_size=max_size)})
     if enc is not None:
-        # n references: a seeded subset of the style set, repeated when it has fewer than n images
-        pool = lmdb_indices(style_lmdb, n, seed)
-        picks = [pool[k % len(pool)] for k in range(n)]
-
         def reference_chunk(a, b):
             refs = next(lmdb_batches(style_lmdb, res, picks[a:b], batch=b - a)).to(device)
             out = _gen(g, z_face[a:b], enc(refs), indicator, truncation, max_size=max_size)
