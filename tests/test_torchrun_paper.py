@@ -135,3 +135,62 @@ def test_finetune_two_processes(chain):
                      ["--checkpoint", str(chain["blendgan"]), "--face", str(chain["face"]),
                       "--reference-lmdb", str(chain["style"])], chain["root"] / "ft")
     assert load_generator(final).resolution == SIZE
+
+
+def test_paper_behaviours_recorded(chain):
+    """The trainers ran the paper's behaviours, and their checkpoints say so."""
+    from models.checkpoint import load_checkpoint
+
+    if "blendgan" not in chain:
+        pytest.skip("needs the BlendGAN test")
+    record = load_checkpoint(chain["blendgan"], build=False)["extra"]["trained_with"]
+    assert record == {**record, "latent_style": "normal", "style_encoder_whitened": False,
+                      "d_style_init": "random", "ema_half_life_images": 2500,
+                      "latent_avg": "checkpoint", "indicator_max": 17}
+    g = load_generator(chain["blendgan"])
+    raw = torch.load(chain["sg2"], weights_only=True)
+    torch.testing.assert_close(g.latent_avg[0], raw["latent_avg"])
+
+
+def test_paper_evaluation_path(chain):
+    """FID/KID streamed from the generator (NVIDIA's protocol) and the StarGAN v2 protocol,
+    at 50 samples, on the paper-path checkpoints, with the bundled Inception network."""
+    import json
+
+    if "blendgan" not in chain:
+        pytest.skip("needs the BlendGAN test")
+    root, env = chain["root"], dict(os.environ, OMP_NUM_THREADS="2", PYTHONPATH=str(ROOT))
+    common = ["--blendgan", str(chain["blendgan"]), "--style-lmdb", str(chain["style"]),
+              "--weights", "auto", "--cache-dir", str(root / "weights"), "--device", "cpu",
+              "--no-progress"]
+    runs = {"fid": ["-m", "workflow.evaluate.fid", *common, "--face-lmdb", str(chain["face"]),
+                    "--n", "50", "--out", str(root / "fid.json")],
+            "stargan_v2": ["-m", "workflow.evaluate.stargan_v2", *common, "--sources", "5",
+                           "--lpips-weights", str(lpips_file(root)),
+                           "--out", str(root / "stargan_v2.json")]}
+    for name, args in runs.items():
+        proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, name + proc.stdout[-2000:] + proc.stderr[-2000:]
+    fid = json.loads((root / "fid.json").read_text())
+    if not fid["computed"]:
+        pytest.skip(f"FID not computed: {fid['reason']}")
+    for variant in ("latent_guided", "reference_guided", "natural"):
+        r = fid["results"][variant]
+        assert r["fid"] > 0 and r["fid_calibration"] > 0 and "fid_full" in r
+    star = json.loads((root / "stargan_v2.json").read_text())
+    assert star["fid_computed"] and star["lpips_computed"], star
+    for mode, r in star["results"].items():
+        assert r["fid"]["fid"] > 0 and r["fid"]["n_fake_full"] == 50, mode  # 5 sources x 10
+        assert r["lpips"]["pairs_per_source"] == 45 and r["lpips"]["mean"] > 0, mode
+
+
+def lpips_file(root: Path) -> Path:
+    """The paper's LPIPS term on a small random network in its file format (as the pSp test)."""
+    from models.lpips import LPIPS
+
+    path = root / "lpips-test.pt"
+    if not path.is_file():
+        torch.manual_seed(0)
+        torch.save(LPIPS().state_dict(), path)
+    return path

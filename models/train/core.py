@@ -483,8 +483,11 @@ class StepRunner:
 
     def batches(self, step: int) -> list:
         trainer = self.trainer
-        seed_step(self.cfg.seed, step, trainer.dist.rank)
         batch = trainer.get_batch(step)
+        # Seeded after the batch: a loader that starts a fresh iterator (the first step, or the
+        # first after a resume) draws from the global RNG, which must not shift the draws made
+        # inside the models.
+        seed_step(self.cfg.seed, step, trainer.dist.rank)
         if self.cfg.channels_last:
             batch = channels_last_(batch)
         return trainer.split(batch, self.cfg.accum)

@@ -6,6 +6,14 @@ Loss = l2 * MSE + lpips * LPIPS + id * (1 - ArcFace cosine) + w_norm * |w - w_av
 pretrained weights are not configured is switched off with a warning, never faked: LPIPS needs
 an AlexNet LPIPS file (models.lpips), the identity term pSp's model_ir_se50.pth (models.arcface). ``holdout`` faces are kept out of training; their reconstruction error is logged
 as ``eval/val_l2`` (MSE in [-1, 1] units) at every evaluation.
+
+Optimisation follows the pSp authors by default: their Ranger (``optimizer: ranger``,
+models.train.ranger) at lr 1e-4, and random noise inputs in the generator during the loss
+(``train_noise: random``); evaluation, samples and the final reconstructions use constant noise,
+as pSp's inference does. ``optimizer: adam`` is ``torch.optim.Adam`` (pSp's ``adam`` option
+when ``betas`` is left unset); the project's former recipe is ``optimizer: adam``,
+``betas: [0.0, 0.99]``, ``train_noise: constant``. The encoder's latent average is the
+generator checkpoint's ``latent_avg``; only a checkpoint without one gets an estimate (logged).
 """
 
 from __future__ import annotations
@@ -19,12 +27,19 @@ import torch
 import torch.nn.functional as F
 
 from ..arcface import load_arcface
-from ..checkpoint import load_generator
+from ..checkpoint import _detect, _load, _pick_generator, load_generator
 from ..lpips import load_lpips
 from ..psp import PSPEncoder
 from .config import LoopConfig
-from .core import Phase, Trainer, to_device
+from .core import Phase, Trainer, step_generator, to_device
 from .data import LMDBImages, StepLoader, check_lmdb, split_indices, to_unit
+from .ranger import Ranger
+
+# The betas each optimiser runs with in pSp when none are configured: Ranger's own defaults,
+# and PyTorch's for torch.optim.Adam (pSp passes only the learning rate).
+OPTIMIZER_BETAS = {"ranger": (0.95, 0.999), "adam": (0.9, 0.999)}
+OPTIMIZERS = tuple(OPTIMIZER_BETAS)     # the schema's psp.optimizer enum, in this order
+TRAIN_NOISE = ("random", "constant")    # the schema's psp.train_noise enum
 
 
 @dataclass(frozen=True)
@@ -43,13 +58,48 @@ class PSPConfig:
     id_weight: float = 0.1
     arcface_weights: str | None = None    # ArcFace IR-SE50 weights file; None: term off
     w_norm_weight: float = 0.0
+    optimizer: str = "ranger"             # ranger (pSp's default) | adam
     lr: float = 1e-4
-    betas: tuple[float, float] = (0.0, 0.99)
+    betas: tuple[float, float] | None = None  # None: the optimiser's pSp default (OPTIMIZER_BETAS)
+    train_noise: str = "random"           # generator noise in the loss: random (pSp) | constant
     holdout: int = 500                    # FFHQ images kept out for validation
     eval_images: int = 256                # held-out images per evaluation
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(
         batch=8, total_images=4_000_000, log_every=8_000, sample_every=40_000,
         snapshot_every=40_000, eval_every=40_000))
+
+
+def make_optimizer(cfg: PSPConfig, params) -> torch.optim.Optimizer:
+    """The configured optimiser over ``params``; an unknown name is a ValueError."""
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"psp.optimizer must be one of {list(OPTIMIZERS)}, "
+                         f"got {cfg.optimizer!r}")
+    betas = resolved_betas(cfg)
+    if cfg.optimizer == "ranger":
+        return Ranger(params, lr=cfg.lr, betas=betas)
+    return torch.optim.Adam(params, lr=cfg.lr, betas=betas)
+
+
+def resolved_betas(cfg: PSPConfig) -> tuple[float, float]:
+    return (tuple(float(b) for b in cfg.betas) if cfg.betas is not None
+            else OPTIMIZER_BETAS.get(cfg.optimizer, OPTIMIZER_BETAS["adam"]))
+
+
+def stored_latent_avg(path) -> torch.Tensor | None:
+    """The mean w a generator checkpoint stores (rosinality / released ``latent_avg``, or the
+    project generator's buffer), or None when it has none (absent or all zeros)."""
+    payload = _load(path, "cpu")
+    kind = _detect(payload)
+    if kind == "project":
+        entries = payload["models"]
+        names = ([n for n, e in entries.items() if e["class"] == "BlendGenerator"]
+                 or [n for n, e in entries.items() if e["class"] == "Generator"])
+        avg = entries[_pick_generator(names)]["state_dict"].get("latent_avg") if names else None
+    else:
+        avg = payload.get("latent_avg")
+    if not torch.is_tensor(avg) or not avg.any():
+        return None
+    return avg.detach().float()
 
 
 def active_weights(cfg: PSPConfig, log=print) -> dict:
@@ -77,9 +127,25 @@ class PSPTrainer(Trainer):
     def __init__(self, cfg: PSPConfig, dist, out, face: str, generator: str):
         super().__init__(cfg, dist, out)
         dev = self.device
+        if cfg.train_noise not in TRAIN_NOISE:
+            raise ValueError(f"psp.train_noise must be one of {list(TRAIN_NOISE)}, "
+                             f"got {cfg.train_noise!r}")
+        if cfg.optimizer not in OPTIMIZERS:
+            raise ValueError(f"psp.optimizer must be one of {list(OPTIMIZERS)}, "
+                             f"got {cfg.optimizer!r}")
         self.g = load_generator(generator, map_location=dev).requires_grad_(False).eval()
-        if not self.g.latent_avg.any():
-            self.g.update_latent_avg()
+        stored = stored_latent_avg(generator)
+        if stored is not None:
+            self.g.latent_avg.copy_(stored.reshape(self.g.latent_avg.shape))
+            self.latent_avg_source = "checkpoint"
+        else:
+            n = 4096
+            self.g.update_latent_avg(n)
+            self.latent_avg_source = "estimated"
+            msg = (f"generator checkpoint {generator} stores no latent_avg: the pSp latent "
+                   f"average is ESTIMATED as the mean of {n} mapped random z")
+            warnings.warn(msg)
+            self.log("WARNING: " + msg)
         self.weights = active_weights(cfg, self.log)
         # Frozen loss networks: gradients reach the reconstruction, never their weights.
         self.lpips = (load_lpips(cfg.lpips_weights, map_location=dev, backbone=cfg.lpips_backbone)
@@ -91,7 +157,7 @@ class PSPTrainer(Trainer):
                               units=cfg.units, input_size=cfg.input_size).to(dev)
         self.enc.set_latent_avg(self.g.latent_avg)
         self.models = {"psp": self.enc}
-        self.opt = torch.optim.Adam(self.enc.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.opt = make_optimizer(cfg, self.enc.parameters())
         self.optimizers = {"psp": self.opt}
         res = self.g.resolution
         full = LMDBImages(check_lmdb(face), res)
@@ -101,14 +167,36 @@ class PSPTrainer(Trainer):
         self.loader = StepLoader(self.train_set.as_uint8(), cfg.loop.batch, cfg.loop.seed,
                                  dist.rank, dist.world, cfg.loop.workers)
         self.log(f"generator {res}px, {self.g.n_latent} w-vectors; {len(train_idx)} training "
-                 f"faces, {len(held_idx)} held out; loss weights {self.weights}")
+                 f"faces, {len(held_idx)} held out; loss weights {self.weights}; optimiser "
+                 f"{cfg.optimizer} lr {cfg.lr} betas {resolved_betas(cfg)}; {cfg.train_noise} "
+                 f"noise in the loss; latent average from the {self.latent_avg_source}")
 
     def get_batch(self, step):
-        return {"x": to_unit(to_device(self.loader.get(step), self.device))}
+        batch = {"x": to_unit(to_device(self.loader.get(step), self.device))}
+        if self.cfg.train_noise == "random":
+            batch.update(self.noise_inputs(step))
+        return batch
 
-    def reconstruct(self, x):
+    def noise_inputs(self, step) -> dict:
+        """Fresh noise maps for every noise input of the generator, drawn for the global batch
+        from a generator seeded by the step (then this rank's share): independent of the
+        process count, of accumulation and of what else drew random numbers, so a resumed run
+        sees the noise the uninterrupted one would have."""
+        seed = step_generator(self.cfg.loop.seed, step, "psp_noise").initial_seed()
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        n = self.cfg.loop.batch
+        return {f"noise_{i}": self.dist.local(torch.randn(n, *c.shape[1:], generator=gen,
+                                                          device=self.device))
+                for i, c in enumerate(self.g.constant_noise())}
+
+    def reconstruct(self, x, noise: list | None = None):
+        """Constant noise unless noise maps are given: evaluation, samples and inference use
+        the generator's fixed noise, as pSp's inference does."""
         w = self.enc(x)
-        y = self.g(w_face=w, indicator=18, randomize_noise=False)
+        if noise is None:
+            y = self.g(w_face=w, indicator=18, randomize_noise=False)
+        else:
+            y = self.g(w_face=w, indicator=18, noise=noise)
         return y, w
 
     def pool(self, x):
@@ -117,7 +205,9 @@ class PSPTrainer(Trainer):
 
     def loss(self, mb, step):
         x = mb["x"]
-        y, w = self.reconstruct(x)
+        noise = ([mb[f"noise_{i}"] for i in range(self.g.num_layers)]
+                 if self.cfg.train_noise == "random" else None)  # random: pSp's training
+        y, w = self.reconstruct(x, noise)
         l2 = F.mse_loss(self.pool(y), self.pool(x))
         loss = self.weights["l2"] * l2
         stats = {"l2": l2}
@@ -172,7 +262,11 @@ class PSPTrainer(Trainer):
     def final_checkpoint(self):
         self.enc.eval()
         return {"psp": self.enc}, {"holdout_names": self.held_set.names if self.held_set else [],
-                                   "loss_weights": self.weights}
+                                   "loss_weights": self.weights,
+                                   "optimizer": self.cfg.optimizer,
+                                   "betas": list(resolved_betas(self.cfg)),
+                                   "train_noise": self.cfg.train_noise,
+                                   "latent_avg_source": self.latent_avg_source}
 
 
 def main(argv=None):
