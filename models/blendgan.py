@@ -55,6 +55,7 @@ def check_indicator(indicator):
 
 class BlendGenerator(Generator):
     stored_truncation: float | None = None  # psi a checkpoint asks for (load_generator sets it)
+    latent_avg_source: str | None = None    # "checkpoint" | "estimated" | None (load_generator)
 
     def __init__(
         self,

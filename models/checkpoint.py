@@ -306,6 +306,11 @@ def load_generator(path, map_location="cpu") -> BlendGenerator:
                                                None, map_location)
         else:
             raise ValueError(f"{path}: no generator in this checkpoint")
+    # Where the truncation centre came from: pSp and the released scripts read the stored one.
+    if kind == "project":
+        g.latent_avg_source = "checkpoint" if g.latent_avg.any() else None
+    else:
+        g.latent_avg_source = "checkpoint" if payload.get("latent_avg") is not None else "estimated"
     # The released scripts replace their default psi by a checkpoint's stored "truncation";
     # the user tools do the same when no --truncation is given (stored_truncation, else 0.75).
     stored = payload.get("truncation") if kind != "project" else payload.get("extra", {}).get("truncation")

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..arcface import load_arcface
-from ..checkpoint import _detect, _load, _pick_generator, load_generator
+from ..checkpoint import load_generator
 from ..lpips import load_lpips
 from ..psp import PSPEncoder
 from .config import LoopConfig
@@ -85,23 +85,6 @@ def resolved_betas(cfg: PSPConfig) -> tuple[float, float]:
             else OPTIMIZER_BETAS.get(cfg.optimizer, OPTIMIZER_BETAS["adam"]))
 
 
-def stored_latent_avg(path) -> torch.Tensor | None:
-    """The mean w a generator checkpoint stores (rosinality / released ``latent_avg``, or the
-    project generator's buffer), or None when it has none (absent or all zeros)."""
-    payload = _load(path, "cpu")
-    kind = _detect(payload)
-    if kind == "project":
-        entries = payload["models"]
-        names = ([n for n, e in entries.items() if e["class"] == "BlendGenerator"]
-                 or [n for n, e in entries.items() if e["class"] == "Generator"])
-        avg = entries[_pick_generator(names)]["state_dict"].get("latent_avg") if names else None
-    else:
-        avg = payload.get("latent_avg")
-    if not torch.is_tensor(avg) or not avg.any():
-        return None
-    return avg.detach().float()
-
-
 def active_weights(cfg: PSPConfig, log=print) -> dict:
     """Loss weights after switching off the terms whose pretrained networks are absent."""
     weights = {"l2": cfg.l2_weight, "w_norm": cfg.w_norm_weight, "lpips": 0.0, "id": 0.0}
@@ -134,9 +117,8 @@ class PSPTrainer(Trainer):
             raise ValueError(f"psp.optimizer must be one of {list(OPTIMIZERS)}, "
                              f"got {cfg.optimizer!r}")
         self.g = load_generator(generator, map_location=dev).requires_grad_(False).eval()
-        stored = stored_latent_avg(generator)
-        if stored is not None:
-            self.g.latent_avg.copy_(stored.reshape(self.g.latent_avg.shape))
+        # load_generator leaves the file's stored centre in g.latent_avg and says so.
+        if getattr(self.g, "latent_avg_source", None) == "checkpoint":
             self.latent_avg_source = "checkpoint"
         else:
             n = 4096
