@@ -55,3 +55,15 @@ def tiny_gram_checkpoint(root: Path, seed: int = 1) -> str:
     path = root / "blendgan_gram.pt"
     save_checkpoint(path, {"g_ema": gram.eval()})
     return str(path)
+
+
+def random_lpips(path: Path) -> Path:
+    """An LPIPS file with random features and non-negative random linear layers (as LPIPS'
+    own: weights of squared feature differences), so distances are positive."""
+    from models.lpips import LPIPS
+    torch.manual_seed(0)
+    net = LPIPS()
+    for k in range(5):
+        getattr(net, f"lin{k}").model[1].weight.data.uniform_(0, 1)
+    torch.save(net.state_dict(), path)
+    return path

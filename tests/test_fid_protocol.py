@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from eval_helpers import make_lmdb, tiny_checkpoints  # noqa: E402
+from eval_helpers import make_lmdb, random_lpips, tiny_checkpoints  # noqa: E402
 
 from workflow.evaluate import fid, inception, lpips, samples, stargan_v2, tables  # noqa: E402
 from workflow.evaluate.common import load_models  # noqa: E402
@@ -280,15 +280,6 @@ def test_fid_matches_fid_helper_with_the_bundled_inception(tmp_path, monkeypatch
 
 
 # ------------------------------------------------------------------- StarGAN v2 protocol
-def random_lpips(path):
-    torch.manual_seed(0)
-    net = lpips.LPIPS()
-    for k in range(5):
-        getattr(net, f"lin{k}").model[1].weight.data.uniform_(0, 1)
-    torch.save(net.state_dict(), path)
-    return path
-
-
 def test_stargan_v2_protocol(tiny, tmp_path):
     net = lpips.load_lpips(random_lpips(tmp_path / "l.pt"))
     ext = tiny_extractor()

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from eval_helpers import make_lmdb, tiny_checkpoints, write_truth  # noqa: E402
+from eval_helpers import make_lmdb, random_lpips, tiny_checkpoints, write_truth  # noqa: E402
 
 from workflow.evaluate import consistency, fid, identity, inception, leakage, lpips, samples  # noqa: E402
 from workflow.evaluate.sample_sets import SampleSets, SampleWriter  # noqa: E402
@@ -107,15 +107,6 @@ def test_bundled_inception_matches_its_torchscript(tmp_path):
 
 
 # --------------------------------------------------------------------------------- LPIPS
-def random_lpips(path):
-    torch.manual_seed(0)
-    net = lpips.LPIPS()
-    for k in range(5):
-        getattr(net, f"lin{k}").model[1].weight.data.uniform_(0, 1)
-    torch.save(net.state_dict(), path)
-    return path
-
-
 def test_lpips_zero_on_identical_and_monotone_in_noise(tmp_path):
     net = lpips.load_lpips(random_lpips(tmp_path / "l.pt"))
     x = torch.rand(3, 3, 64, 64) * 2 - 1

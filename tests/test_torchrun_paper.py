@@ -17,6 +17,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
+from eval_helpers import random_lpips  # noqa: E402
 from train_helpers import make_lmdb  # noqa: E402
 
 from models.checkpoint import load_generator, load_psp_encoder, load_style_encoder  # noqa: E402
@@ -166,7 +167,7 @@ def test_paper_evaluation_path(chain):
     runs = {"fid": ["-m", "workflow.evaluate.fid", *common, "--face-lmdb", str(chain["face"]),
                     "--n", "50", "--out", str(root / "fid.json")],
             "stargan_v2": ["-m", "workflow.evaluate.stargan_v2", *common, "--sources", "5",
-                           "--lpips-weights", str(lpips_file(root)),
+                           "--lpips-weights", str(random_lpips(root / "lpips-nonnegative.pt")),
                            "--out", str(root / "stargan_v2.json")]}
     for name, args in runs.items():
         proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
@@ -184,16 +185,3 @@ def test_paper_evaluation_path(chain):
         assert r["fid"]["fid"] > 0 and r["fid"]["n_fake_full"] == 50, mode  # 5 sources x 10
         # After two iterations alpha is still about 1, so outputs may hardly differ: >= 0.
         assert r["lpips"]["pairs_per_source"] == 45 and r["lpips"]["mean"] >= 0, mode
-
-
-def lpips_file(root: Path) -> Path:
-    """The paper's LPIPS term on a small random network in its file format (as the pSp test)."""
-    from models.lpips import LPIPS
-
-    path = root / "lpips-nonnegative-test.pt"
-    if not path.is_file():
-        torch.manual_seed(0)
-        # LPIPS' linear layers are non-negative weights of squared feature differences.
-        sd = {k: v.abs() if k.startswith("lin") else v for k, v in LPIPS().state_dict().items()}
-        torch.save(sd, path)
-    return path

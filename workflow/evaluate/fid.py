@@ -355,6 +355,17 @@ def evaluate(blendgan, style_lmdb, face_lmdb, style_encoder=None, weights="auto"
             **out, "inputs": inputs, "settings": settings, "machine": machine()}
 
 
+def add_run_args(p, batch_help: str):
+    """The options both streamed-FID CLIs share (this one and workflow.evaluate.stargan_v2)."""
+    p.add_argument("--kid-subsets", type=int, default=100)
+    p.add_argument("--batch", type=int, default=GEN_BATCH, help=batch_help)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--out", required=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--blendgan", required=True, help="BlendGAN checkpoint")
@@ -370,13 +381,7 @@ def main(argv=None):
     p.add_argument("--cache-dir", default=".", help="where 'auto' keeps the converted weights")
     p.add_argument("--real-cache", default=None,
                    help="folder of cached real-set features (default: CACHE_DIR/fid_real)")
-    p.add_argument("--kid-subsets", type=int, default=100)
-    p.add_argument("--batch", type=int, default=GEN_BATCH, help="generator batch")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.add_argument("--out", required=True)
+    add_run_args(p, "generator batch")
     a = p.parse_args(argv)
     return_freed_memory()  # batch buffers go back to the system (common.py)
     if a.threads:

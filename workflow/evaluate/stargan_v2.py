@@ -30,7 +30,8 @@ import torch
 
 from .common import (Timer, face_codes, latent_style_codes, lmdb_batches, lmdb_length, machine,
                      not_computed, pick_device, return_freed_memory, write_json)
-from .fid import GEN_BATCH, PREPROCESS, Extractor, _bar, compare, quantise, real_features
+from .fid import (GEN_BATCH, PREPROCESS, Extractor, _bar, add_run_args, compare, quantise,
+                  real_features)
 from .inception import resolve_weights
 
 MODES = (("latent_guided", "latent"), ("reference_guided", "reference"))
@@ -183,13 +184,7 @@ def main(argv=None):
     p.add_argument("--lpips-weights", default=None)
     p.add_argument("--lpips-backbone", default=None)
     p.add_argument("--lpips-size", type=int, default=256)
-    p.add_argument("--kid-subsets", type=int, default=100)
-    p.add_argument("--batch", type=int, default=GEN_BATCH, help="generator batch (whole sources)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.add_argument("--out", required=True)
+    add_run_args(p, "generator batch (whole sources)")
     a = p.parse_args(argv)
     return_freed_memory()
     if a.threads:
