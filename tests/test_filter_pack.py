@@ -9,7 +9,7 @@ from PIL import Image, ImageFilter
 
 from workflow.dataset import card, pack
 from workflow.dataset.filter import FilterConfig, filter_records, main as filter_main
-from workflow.dataset.imageio import ImageRejected, load_rgb
+from basics.images import ImageRejected, load_rgb
 
 
 def crop(seed, size=128):

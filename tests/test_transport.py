@@ -1,4 +1,4 @@
-"""The one HTTP transport (workflow.transport) under both of its users, the acquisition client
+"""The one HTTP transport (basics.transport) under both of its users, the acquisition client
 and the pretrained-file fetcher: a total deadline that a dripping server cannot stretch,
 keep-alive connections, proxies from the environment and a progress bar on large downloads."""
 from __future__ import annotations

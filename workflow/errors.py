@@ -25,7 +25,7 @@ class InputError(ValueError):
 def expected_errors() -> tuple:
     import lmdb
 
-    from workflow.dataset.imageio import ImageRejected
+    from basics.images import ImageRejected
     return (OSError, ValueError, yaml.YAMLError, lmdb.Error, ImageRejected)
 
 

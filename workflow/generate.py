@@ -54,7 +54,7 @@ def read_styles(paths, resolution: int) -> torch.Tensor:
 
 def align_photo(path, size: int, aligned: bool = False) -> Image.Image:
     """Photo -> FFHQ-aligned RGB crop (dlib landmarks + method 2.3 alignment)."""
-    from workflow.dataset.imageio import load_rgb  # safe decoding (pixel cap)
+    from basics.images import load_rgb  # safe decoding (pixel cap)
     img = load_rgb(path)
     if aligned:
         return img.convert("RGB").resize((size, size), Image.LANCZOS)

@@ -12,7 +12,7 @@ verifies), the folder's download store, a file you already have (`--file NAME=PA
 `DIR/.store/FILE.part` that resumes with a Range request after an interruption, then the
 SHA-256 check, then a rename, then a hard link to `DIR/FILE`. The store copy survives a workflow
 manager deleting `DIR/FILE` before a rerun, so nothing is downloaded twice. Downloads go through
-the project's HTTP transport (workflow.transport): keep-alive, proxies from the environment
+the project's HTTP transport (basics.transport): keep-alive, proxies from the environment
 (HTTPS_PROXY, NO_PROXY), a progress bar for large files on a terminal, and a deadline per attempt.
 
 Safety: http(s) only; redirects followed only to the same host or to hosts the entry (or
@@ -39,7 +39,7 @@ from urllib.parse import urljoin, urlsplit
 from tqdm import tqdm
 
 from workflow.errors import add_debug_flag, read_yaml, run_cli
-from workflow.transport import Transport, TransportError, backoff_schedule, count_failure
+from basics.transport import Transport, TransportError, backoff_schedule, count_failure
 
 REGISTRY = Path(__file__).with_name("pretrained.yaml")
 USER_AGENT = "blendgan-repro-pretrained/0.1 (research reproduction; resumable, verified downloads)"

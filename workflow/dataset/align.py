@@ -20,7 +20,7 @@ import scipy.ndimage
 from PIL import Image, ImageFilter
 from tqdm import tqdm
 
-from workflow.dataset.imageio import DEFAULT_MAX_PIXELS, ImageRejected, load_rgb, to_rgb
+from basics.images import DEFAULT_MAX_PIXELS, ImageRejected, load_rgb, to_rgb
 from workflow.dataset.landmarks import POINT_NAMES, read_landmark_file, to_points
 from workflow.dataset.names import sanitize_name, unique_names
 from workflow.dataset.pool import process_pool
@@ -242,7 +242,7 @@ def align_folder(raw_dir, landmark_file, out_dir, records_path, size=256, method
     Resumable: records already in a previous (partial) records file are kept as they are,
     and their images are not aligned again.
     """
-    from workflow.dataset.imageio import list_images
+    from basics.images import list_images
 
     landmarks, problems = read_landmark_file(landmark_file)
     names = list_images(raw_dir) if names is None else names
@@ -296,7 +296,7 @@ def main(argv=None):
                    help="reject images with more decoded pixels than this")
     add_debug_flag(p)
     a = p.parse_args(argv)
-    from workflow.dataset.imageio import list_images
+    from basics.images import list_images
 
     names = list_images(a.raw)[: a.limit] if a.limit else None
     records = align_folder(a.raw, a.landmarks, a.out, a.records, a.size, a.method, a.workers,

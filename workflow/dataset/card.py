@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from workflow.dataset.filter import read_jsonl, write_text_atomic
-from workflow.dataset.imageio import ImageRejected, load_rgb
+from basics.images import ImageRejected, load_rgb
 from workflow.errors import add_debug_flag, run_cli
 
 TILE = 96

@@ -23,7 +23,7 @@ from .manifest import (Manifest, make_record, read_records, record_key, write_js
                        write_jsonl_atomic)
 from .names import sanitize_name
 
-DEFAULT_MAX_PIXELS = 50_000_000  # same cap as workflow.dataset.imageio
+DEFAULT_MAX_PIXELS = 50_000_000  # same cap as basics.images
 FORMAT_EXT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
 
 

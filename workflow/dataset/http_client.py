@@ -5,7 +5,7 @@ the start of the next, capped exponential back-off with jitter on 429/5xx/timeou
 truncated bodies (counted by urllib3's Retry), `Retry-After` honoured, a User-Agent that names
 the project. Safety: http(s) only, redirects followed only to the same host or to hosts allowed
 explicitly, response bodies capped, and a total deadline per request (connect, headers, body
-and redirects) that a slowly dripping server cannot stretch (workflow.transport). Repeated 403
+and redirects) that a slowly dripping server cannot stretch (basics.transport). Repeated 403
 challenge pages stop the run with `ChallengeError`: we wait for the site, we do not evade it.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 from workflow.dataset.values import web_url
-from workflow.transport import BodyTooLarge, Transport, TransportError, backoff_schedule, count_failure
+from basics.transport import BodyTooLarge, Transport, TransportError, backoff_schedule, count_failure
 
 USER_AGENT = (
     "blendgan-repro-dataset/0.1 (research reproduction of BlendGAN; one request at a time; "

@@ -239,7 +239,7 @@ _worker_detector = None
 
 def _detect_one(task):
     global _worker_detector
-    from workflow.dataset.imageio import ImageRejected, load_rgb
+    from basics.images import ImageRejected, load_rgb
 
     raw_dir, name, backend, device = task
     if _worker_detector is None:
@@ -253,7 +253,7 @@ def _detect_one(task):
 
 def build_landmark_file(raw_dir, out_path, backend="file", source_file=None, workers=1, device="cpu"):
     """Landmarks of every image of `raw_dir` written as a landmark file; returns it."""
-    from workflow.dataset.imageio import list_images
+    from basics.images import list_images
 
     names = list_images(raw_dir)
     result = {}

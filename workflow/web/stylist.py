@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from workflow.dataset.imageio import ImageRejected, load_rgb
+from basics.images import ImageRejected, load_rgb
 from workflow.evaluate.common import face_codes, grid, lmdb_batches, lmdb_length, to_pil
 from workflow.generate import invert, latent_styles, stylise, style_codes
 
