@@ -1,6 +1,6 @@
 # Dataset acquisition (method 2.1): raw images + manifest (+ landmark file) per dataset.
 #
-# Included by the main Snakefile after rules/common.smk (OUT and the acquire_* helpers). For each dataset
+# Helpers: rules/helpers/jobs.smk (OUT), acquisition.smk (acquire_*). For each dataset
 # (`style`, `face`) whose `datasets.<name>.source` is not `demo`, one rule produces
 #   {OUT}/acquire/<name>/manifest.jsonl
 #   {OUT}/acquire/<name>/images/            (directory)

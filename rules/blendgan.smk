@@ -1,4 +1,5 @@
-# The natural StyleGAN2, BlendGAN (method 4.2), one-shot fine-tuning (method 4.4), the BlendGAN probe.
+# The natural StyleGAN2, BlendGAN (method 4.2, and the Gram ablation of supplement D),
+# one-shot fine-tuning (method 4.4). Helpers in helpers/training.smk.
 
 
 rule train_stylegan2:
@@ -46,78 +47,35 @@ rule release_stylegan2:
 
 
 rule train_blendgan:
+    """BlendGAN, both runs: {model} blendgan (the paper's generator) and blendgan_gram
+    (supplement D's Gram-embedding ablation); see blendgan_run_config in helpers/training.smk."""
     input:
         face=f"{OUT}/data/face/lmdb",
         style=f"{OUT}/data/style/lmdb",
         encoder=model_path("style_encoder"),
         init=pretrained_input(stylegan2_init()),
     output:
-        checkpoint=model_path("blendgan"),
+        checkpoint=model_path("{model}"),
     log:
-        f"{OUT}/logs/train_blendgan.log",
+        f"{OUT}/logs/train_{{model}}.log",
     benchmark:
-        f"{OUT}/benchmarks/train_blendgan.tsv"
-    priority: 20  # the critical path (pSp, fine-tuning, evaluation wait for it): before the ablation
+        f"{OUT}/benchmarks/train_{{model}}.tsv"
+    wildcard_constraints:
+        model="|".join(BLENDGAN_MODELS),
+    priority: lambda w: blendgan_priority(w.model)
     conda:
         "../envs/train.yaml"
-    threads: train_threads("blendgan")
+    threads: lambda w: blendgan_threads(w.model)
     resources:
         gpu=int(config.get("gpus", 0)),
     params:
-        cfg=blendgan_section(),
+        cfg=lambda w: blendgan_section(w.model),
         out=lambda w, output: os.path.dirname(output.checkpoint),
         launcher=lambda w, resources: train_launcher("models.train.blendgan", resources.gpu),
     shell:
         "{params.launcher} --config-json {params.cfg} --set loop.threads={threads}"
         " --face {input.face} --style {input.style} --style-encoder {input.encoder}"
         " --out {params.out} --final {output.checkpoint} > {log} 2>&1"
-
-
-rule train_blendgan_gram:
-    input:
-        face=f"{OUT}/data/face/lmdb",
-        style=f"{OUT}/data/style/lmdb",
-        encoder=model_path("style_encoder"),
-        init=pretrained_input(stylegan2_init()),
-    output:
-        checkpoint=model_path("blendgan_gram"),
-    log:
-        f"{OUT}/logs/train_blendgan_gram.log",
-    benchmark:
-        f"{OUT}/benchmarks/train_blendgan_gram.tsv"
-    conda:
-        "../envs/train.yaml"
-    threads: train_threads("blendgan", blendgan_config(ablation_cfg().get("blendgan")))
-    resources:
-        gpu=int(config.get("gpus", 0)),
-    params:
-        cfg=gram_blendgan_section(),
-        out=lambda w, output: os.path.dirname(output.checkpoint),
-        launcher=lambda w, resources: train_launcher("models.train.blendgan", resources.gpu),
-    shell:
-        "{params.launcher} --config-json {params.cfg} --set loop.threads={threads}"
-        " --face {input.face} --style {input.style} --style-encoder {input.encoder}"
-        " --out {params.out} --final {output.checkpoint} > {log} 2>&1"
-
-
-rule demo_ood_reference:
-    output:
-        image=f"{OUT}/demo/ood/reference.png",
-        truth=f"{OUT}/demo/ood/reference.json",
-    log:
-        f"{OUT}/logs/demo_ood_reference.log",
-    benchmark:
-        f"{OUT}/benchmarks/demo_ood_reference.tsv"
-    conda:
-        "../envs/data.yaml"
-    threads: 1
-    params:
-        out=lambda w, output: os.path.dirname(output.image),
-        seed=config["seed"],
-        size=config["alignment"]["size"],
-    shell:
-        "python -m workflow.demo.ood --out {params.out} --seed {params.seed} --size {params.size}"
-        " > {log} 2>&1"
 
 
 rule finetune_blendgan:
@@ -150,49 +108,3 @@ rule finetune_blendgan:
         "{params.launcher} --config-json {params.cfg} --set loop.threads={threads}"
         " --checkpoint {input.checkpoint} --face {input.face} {params.reference}"
         " --out {params.out} --final {output.checkpoint} > {log} 2>&1"
-
-
-rule probe_finetune:
-    input:
-        base=model_path("blendgan"),
-        finetune=model_path("finetune"),
-        style=f"{OUT}/data/style/lmdb",
-        face=f"{OUT}/data/face/lmdb",
-    output:
-        probe=f"{OUT}/eval/finetune_probe.json",
-    log:
-        f"{OUT}/logs/probe_finetune.log",
-    benchmark:
-        f"{OUT}/benchmarks/probe_finetune.tsv"
-    conda:
-        "../envs/train.yaml"
-    threads: 1
-    params:
-        seed=config["seed"],
-    shell:
-        "python -m workflow.evaluate.finetune_probe --base {input.base} --finetune {input.finetune}"
-        " --style-lmdb {input.style} --face-lmdb {input.face} --seed {params.seed}"
-        " --out {output.probe} > {log} 2>&1"
-
-
-rule probe_blendgan:
-    input:
-        checkpoint=model_path("blendgan"),
-        encoder=model_path("style_encoder"),
-        style=f"{OUT}/data/style/lmdb",
-        truth=f"{OUT}/demo/truth.json",
-    output:
-        probe=f"{OUT}/eval/blendgan_probe.json",
-    log:
-        f"{OUT}/logs/probe_blendgan.log",
-    benchmark:
-        f"{OUT}/benchmarks/probe_blendgan.tsv"
-    conda:
-        "../envs/train.yaml"
-    threads: 1
-    params:
-        stats=f"{OUT}/models/blendgan/stats.jsonl",
-    shell:
-        "python -m workflow.evaluate.style_probe blendgan --checkpoint {input.checkpoint}"
-        " --encoder {input.encoder} --data {input.style} --truth {input.truth}"
-        " --stats {params.stats} --out {output.probe} > {log} 2>&1"

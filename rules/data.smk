@@ -1,4 +1,5 @@
-# Dataset half of the DAG (method 2): raw images -> landmarks -> aligned crops -> filter -> LMDB + card.
+# Dataset half of the DAG (method 2): raw images -> landmarks -> aligned crops -> filter -> LMDB + card;
+# and the demo's data (portraits with their truth, the one-shot fine-tuning reference).
 
 
 rule demo_portraits:
@@ -26,6 +27,26 @@ rule demo_portraits:
         "python -m workflow.demo.generate --out {params.out} --seed {params.seed}"
         " --n-style {params.n_style} --n-face {params.n_face} --canvas {params.canvas}"
         " --identities {params.identities} --workers {threads} > {log} 2>&1"
+
+
+rule demo_ood_reference:
+    output:
+        image=f"{OUT}/demo/ood/reference.png",
+        truth=f"{OUT}/demo/ood/reference.json",
+    log:
+        f"{OUT}/logs/demo_ood_reference.log",
+    benchmark:
+        f"{OUT}/benchmarks/demo_ood_reference.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    params:
+        out=lambda w, output: os.path.dirname(output.image),
+        seed=config["seed"],
+        size=config["alignment"]["size"],
+    shell:
+        "python -m workflow.demo.ood --out {params.out} --seed {params.seed} --size {params.size}"
+        " > {log} 2>&1"
 
 
 rule landmarks:

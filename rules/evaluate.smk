@@ -1,6 +1,6 @@
 # Evaluation (method 5): sample sets, metrics (JSON), t-SNE, the supplement's figures, the metric
 # table, and the targets `evaluation` and `figures_from_checkpoints`. Checkpoints come from the
-# training rules or, when evaluate.checkpoints.* are set, from the given files (rules/evaluate_common.smk).
+# training rules or, when evaluate.checkpoints.* are set, from the given files (rules/helpers/evaluation.smk).
 
 
 rule eval_samples:

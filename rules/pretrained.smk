@@ -1,6 +1,6 @@
 # Pretrained files (method 6): fetched, resumably and verified, into the pretrained folder.
 #
-# One job per registry file that the config needs (helpers in pretrained_common.smk). The demo
+# One job per registry file that the config needs (helpers in helpers/pretrained.smk). The demo
 # config needs one, the natural StyleGAN2 shipped in workflow/assets (copied and verified), so the
 # default run never touches the network. The job is a local rule: on a
 # cluster it runs on the submitting node, which usually is the one with internet access.

@@ -1,4 +1,4 @@
-# pSp encoder (method 4.3) against the frozen BlendGAN generator at i = 18, and its probe.
+# pSp encoder (method 4.3) against the frozen BlendGAN generator at i = 18.
 
 
 rule train_psp:
@@ -27,22 +27,3 @@ rule train_psp:
         "{params.launcher} --config-json {params.cfg} --set loop.threads={threads}"
         " --face {input.face} --generator {input.generator}"
         " --out {params.out} --final {output.checkpoint} > {log} 2>&1"
-
-
-rule probe_psp:
-    input:
-        checkpoint=model_path("psp"),
-    output:
-        probe=f"{OUT}/eval/psp_probe.json",
-    log:
-        f"{OUT}/logs/probe_psp.log",
-    benchmark:
-        f"{OUT}/benchmarks/probe_psp.tsv"
-    conda:
-        "../envs/train.yaml"
-    threads: 1
-    params:
-        stats=f"{OUT}/models/psp/stats.jsonl",
-    shell:
-        "python -m workflow.evaluate.style_probe psp --stats {params.stats}"
-        " --out {output.probe} > {log} 2>&1"

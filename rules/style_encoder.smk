@@ -1,4 +1,4 @@
-# Style encoder (method 4.1) and its probe; helpers in train_common.smk.
+# Style encoder (method 4.1); helpers in helpers/training.smk.
 
 
 rule train_style_encoder:
@@ -23,22 +23,3 @@ rule train_style_encoder:
     shell:
         "{params.launcher} --config-json {params.cfg} --set loop.threads={threads}"
         " --data {input.style} --out {params.out} --final {output.checkpoint} > {log} 2>&1"
-
-
-rule probe_style_encoder:
-    input:
-        checkpoint=model_path("style_encoder"),
-        style=f"{OUT}/data/style/lmdb",
-        truth=f"{OUT}/demo/truth.json",
-    output:
-        probe=f"{OUT}/eval/style_encoder_probe.json",
-    log:
-        f"{OUT}/logs/probe_style_encoder.log",
-    benchmark:
-        f"{OUT}/benchmarks/probe_style_encoder.tsv"
-    conda:
-        "../envs/train.yaml"
-    threads: 1
-    shell:
-        "python -m workflow.evaluate.style_probe encoder --checkpoint {input.checkpoint}"
-        " --data {input.style} --truth {input.truth} --out {output.probe} > {log} 2>&1"

@@ -15,7 +15,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_PACKAGES = ("workflow", "models")
+PROJECT_PACKAGES = ("workflow", "models", "basics")
 
 # Import name -> PyPI distribution, where they differ.
 IMPORT_TO_DIST = {
@@ -155,7 +155,7 @@ def _function_bodies(text: str) -> dict[str, str]:
 
 def rules_with_envs() -> dict[str, tuple[str, set[str]]]:
     """rule name -> (conda env name, modules its shell command runs with python -m)."""
-    smk = {p: p.read_text() for p in sorted((ROOT / "rules").glob("*.smk"))}
+    smk = {p: p.read_text() for p in sorted((ROOT / "rules").glob("**/*.smk"))}  # + helpers/
     helpers = {}
     for text in smk.values():
         helpers.update(_function_bodies(text))

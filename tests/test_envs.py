@@ -99,11 +99,11 @@ def test_environment_provides_what_the_rule_imports(rule):
 
 
 def test_jobs_import_the_checkout_through_pythonpath(tmp_path):
-    """rules/common.smk exports PYTHONPATH=<the Snakefile's folder> inside every job's shell,
+    """rules/helpers/jobs.smk exports PYTHONPATH=<the Snakefile's folder> inside every job's shell,
     where conda jobs also see it (Snakemake removes PYTHONPATH from their environment)."""
     (tmp_path / "Snakefile").write_text(
         'config.setdefault("output_dir", "out")\n'
-        f'include: "{ROOT / "rules" / "common.smk"}"\n'
+        f'include: "{ROOT / "rules" / "helpers" / "jobs.smk"}"\n'
         'rule show:\n    output: "seen.txt"\n    shell: "echo \\"$PYTHONPATH\\" > {output}"\n')
     for inherited, expected in ((None, str(tmp_path)), ("/elsewhere", f"{tmp_path}:/elsewhere")):
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

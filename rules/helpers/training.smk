@@ -1,6 +1,7 @@
-# Helpers of the training rules (style_encoder.smk, blendgan.smk, psp.smk). No `import workflow` here.
+# The trainers (rules/style_encoder.smk, blendgan.smk, psp.smk): their config sections, threads
+# and launcher, the model paths and training targets, the two BlendGAN runs (the paper's and the
+# Gram ablation), one-shot fine-tuning. Never `import workflow` here: Snakemake owns that name.
 import json
-import os
 import shlex
 
 
@@ -33,10 +34,6 @@ def blendgan_config(overrides=None):
     return cfg
 
 
-def blendgan_section():
-    return shlex.quote(json.dumps(blendgan_config(), sort_keys=True))
-
-
 def train_threads(name, cfg=None):
     cfg = config.get(name) or {} if cfg is None else cfg
     return int((cfg.get("loop") or {}).get("threads") or 1)
@@ -64,7 +61,13 @@ def training_targets():
     return targets
 
 
-# ------------------------------------------------ supplement D ablation (train_blendgan_gram)
+# ------------------------------------------------ the BlendGAN runs (train_blendgan)
+# train_blendgan trains both, told apart by its {model} wildcard, the model folder. blendgan is
+# the paper's generator (method 4.2); blendgan_gram is supplement D's ablation (z_s = the frozen
+# encoder's Gram vector), which the targets ask for only when ablation.enabled.
+BLENDGAN_MODELS = ("blendgan", "blendgan_gram")
+
+
 def ablation_cfg():
     return config.get("ablation") or {}
 
@@ -73,19 +76,30 @@ def ablation_enabled():
     return bool(ablation_cfg().get("enabled"))
 
 
-def merged(base, overrides):
-    out = dict(base)
-    for key, value in (overrides or {}).items():
-        out[key] = merged(out.get(key) or {}, value) if isinstance(value, dict) else value
-    return out
-
-
-def gram_blendgan_section():
-    """blendgan's section + ablation.blendgan overrides, as the Gram ablation (supplement D):
-    z_s = the frozen encoder's Gram vector, every stylised sample reference-guided."""
+def blendgan_run_config(model):
+    """The trainer config of one BlendGAN run: the blendgan section, or for blendgan_gram that
+    section + ablation.blendgan overrides, with every stylised sample reference-guided."""
+    if model == "blendgan":
+        return blendgan_config()
     cfg = blendgan_config(ablation_cfg().get("blendgan"))
     cfg.update(style_embedding="gram", reference_fraction=1.0)
-    return shlex.quote(json.dumps(cfg, sort_keys=True))
+    return cfg
+
+
+def blendgan_section(model):
+    """One BlendGAN run's config, as a shell-quoted JSON string for --config-json."""
+    return shlex.quote(json.dumps(blendgan_run_config(model), sort_keys=True))
+
+
+def blendgan_threads(model):
+    """blendgan.loop.threads; the ablation's own ablation.blendgan.loop.threads when set."""
+    return train_threads("blendgan", blendgan_run_config(model))
+
+
+def blendgan_priority(model):
+    """The paper's generator is the critical path (pSp, fine-tuning and evaluation wait for it):
+    it goes before the ablation."""
+    return 20 if model == "blendgan" else 0
 
 
 # ------------------------------------------------ one-shot fine-tuning (finetune_blendgan)

@@ -1,12 +1,14 @@
-# Helpers of the evaluation rules (rules/evaluate.smk). No `import workflow` here.
+# The evaluation (rules/evaluate.smk): checkpoints, inputs, flags and targets of its rules.
+# Never `import workflow` here: Snakemake owns that name.
 # Checkpoints: evaluate.checkpoints.<name> replaces the trained model when set; with
 # evaluate.checkpoints.blendgan set, nothing is trained for evaluation ("checkpoint mode") and
 # figures whose checkpoint is absent (psp, finetune, blendgan_gram) are left out.
+import shlex
 import sys
 
 EVAL = f"{OUT}/eval"
 # Figures of the eval_figures job; Fig. 4 (ablation.png) has its own rule, since it waits for the
-# Gram-embedding generator (rules/blendgan.smk, train_blendgan_gram).
+# Gram-embedding generator (rules/blendgan.smk: train_blendgan, model blendgan_gram).
 FIGURES = [
     "latent_transfer",
     "reference_transfer",

@@ -1,6 +1,6 @@
-# Helpers for the pretrained files (registry: workflow/pretrained.yaml; CLI: workflow.pretrained).
-# Included right after common.smk. Never `import workflow` here: Snakemake owns that name (the
-# `workflow` used below is Snakemake's own object).
+# The pretrained files (rules/pretrained.smk; registry: workflow/pretrained.yaml; CLI:
+# workflow.pretrained). Never `import workflow` here: Snakemake owns that name (the `workflow`
+# used below is Snakemake's own object).
 #
 # A config key whose value is "<pretrained.dir>/<registry file name>" (for instance
 # style_encoder.vgg_weights: pretrained/vgg19-dcbb9e9d.pth) makes that file a target of the fetch
