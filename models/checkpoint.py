@@ -15,12 +15,13 @@ checkpoint (``g_ema`` with ``embedding.*``, ``add_weight``, ``embedder.*``).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from basics.files import atomic_output
 
 from .blendgan import BlendGenerator
 from .discriminators import StyleLatentDiscriminator
@@ -71,15 +72,17 @@ def build_model(entry: dict, map_location="cpu") -> nn.Module:
 def save_checkpoint(path, models: dict[str, nn.Module], config: dict | None = None,
                     extra: dict | None = None) -> Path:
     """Write atomically (temporary file + rename) so a kill never leaves a half checkpoint."""
-    path = Path(path)
     payload = {"format": FORMAT, "version": VERSION,
                "models": {name: model_entry(m) for name, m in models.items()},
                "config": config or {}, "extra": extra or {}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_atomic(payload, path)
+
+
+def save_atomic(payload: dict, path) -> Path:
+    """``torch.save`` through a temporary file and a rename (every checkpoint writer)."""
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
 
 
 def load_checkpoint(path, map_location="cpu", build: bool = True) -> dict:
@@ -266,18 +269,13 @@ def export_released(g: BlendGenerator, path, truncation: float | None = None,
     keys that code ignores: ``RELEASED_SAMPLING_KEY`` (latent-guided sampling, read back by
     ``load_generator``) and ``trained_with`` (the training behaviour, for the record).
     ``truncation`` is written only when given: the released scripts adopt a stored one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"g_ema": to_released_state_dict(g), "latent_avg": g.latent_avg[0].clone(),
                RELEASED_SAMPLING_KEY: released_sampling(g)}
     if trained_with:
         payload["trained_with"] = dict(trained_with)
     if truncation is not None:
         payload["truncation"] = float(truncation)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_atomic(payload, path)
 
 
 # ------------------------------------------------------------------------- public loaders

@@ -16,7 +16,8 @@ from torch import nn
 
 from .layers import EqualLinear
 
-IR_UNITS = {50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}
+IR_UNITS = {50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}  # residual units per depth
+IR_MODES = ("ir", "ir_se")  # plain IR blocks, or with squeeze-excitation (pSp's default)
 
 
 class SEModule(nn.Module):
@@ -88,6 +89,8 @@ class GradualStyleEncoder(nn.Module):
         middle_ind: int = 7,         # [coarse, middle) from 1/8, the rest from 1/4
     ):
         super().__init__()
+        if mode not in IR_MODES:
+            raise ValueError(f"mode must be one of {IR_MODES}, got {mode!r}")
         units = tuple(units or IR_UNITS[num_layers])
         widths = tuple(int(w) for w in widths)
         self.n_styles, self.style_dim = n_styles, style_dim

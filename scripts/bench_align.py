@@ -16,6 +16,7 @@ import time
 import numpy as np
 from PIL import Image
 
+from basics.files import write_json_atomic
 from workflow.dataset.align import align_with_record
 from workflow.dataset.landmarks import DlibDetector
 
@@ -78,8 +79,7 @@ def main(argv=None):
     }
     print(json.dumps(result, indent=1))
     if a.out:
-        with open(a.out, "w") as f:
-            json.dump(result, f, indent=1)
+        write_json_atomic(a.out, result)
 
 
 if __name__ == "__main__":

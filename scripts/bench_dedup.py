@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from basics.files import write_json_atomic
 from workflow.dataset.dedup import find_duplicates, find_duplicates_pairwise
 
 
@@ -74,8 +75,7 @@ def main(argv=None):
     }
     print(json.dumps(result, indent=1))
     if a.out:
-        with open(a.out, "w") as f:
-            json.dump(result, f, indent=1)
+        write_json_atomic(a.out, result)
 
 
 if __name__ == "__main__":

@@ -79,8 +79,11 @@ def watch_anon(peak: dict):
 def run_variant(variant: str, a) -> dict:
     """One variant in this process: generate the sets, then FID features of latent + natural."""
     import numpy as np
+    from basics.frechet import frechet_distance_of_features
     from workflow.evaluate import fid, samples
-    from workflow.evaluate.common import from_uint8, lmdb_images, load_models, return_freed_memory
+    from workflow.evaluate.common import from_uint8, lmdb_images, return_freed_memory
+    from workflow.evaluate.features import Extractor, inception_features
+    from workflow.sampling import face_codes, load_models, to_uint8
     if a.malloc_tuned:
         return_freed_memory()  # as the evaluation CLIs do
     peak = {}
@@ -98,7 +101,7 @@ def run_variant(variant: str, a) -> dict:
         t0 = time.perf_counter()
         # FID streams from the generator (one batch of images at a time), reals from the LMDB
         # through the feature cache: the first run fills it, the second reads it
-        ext = fid.Extractor(net, "stand-in", batch=32)
+        ext = Extractor(net, "stand-in", batch=32)
         cache = Path(a.workdir) / f"fid_real_{a.n}"
         rec = fid.run(models, ext, a.style_lmdb, a.face_lmdb, n=a.n, n_real=a.n_real,
                       kid_subsets=10, real_cache=cache, progress=False)
@@ -111,15 +114,15 @@ def run_variant(variant: str, a) -> dict:
         size = sum(f.stat().st_size for f in target.iterdir())
     else:  # whole arrays: the code before the folder format, in short
         g, enc = models["generator"], models["style_encoder"]
-        z_face = samples.face_codes(a.n, g.style_dim, 0)
-        z_style = samples.face_codes(a.n, g.style_dim, 1)
+        z_face = face_codes(a.n, g.style_dim, 0)
+        z_style = face_codes(a.n, g.style_dim, 1)
         data = {"natural": samples._gen(g, z_face, None, 18, 1.0),
                 "latent": samples._gen(g, z_face, z_style, 6, 1.0)}
         refs, _, _ = lmdb_images(a.style_lmdb, g.resolution, a.n, 0)
         refs = refs.repeat((a.n + len(refs) - 1) // len(refs), 1, 1, 1)[:a.n]
         codes = torch.cat([enc(refs[i:i + 32]) for i in range(0, a.n, 32)])
         data["reference"] = samples._gen(g, z_face, codes, 6, 1.0)
-        data["references"] = samples.to_uint8(refs)
+        data["references"] = to_uint8(refs)
         del refs
         np.savez_compressed(target.with_suffix(".npz"), **data)
         out["generate_s"], out["after_generate_mb"] = time.perf_counter() - t0, rss_mb()
@@ -130,8 +133,8 @@ def run_variant(variant: str, a) -> dict:
         pairs = (("latent_guided", "latent", a.style_lmdb), ("natural", "natural", a.face_lmdb))
         for name, key, lmdb in pairs:
             reals, _, _ = lmdb_images(lmdb, 256, a.n_real, 0)
-            fake = fid.inception_features(net, from_uint8(loaded[key]))
-            out["fid"][name] = fid.fid_from_features(fake, fid.inception_features(net, reals))
+            fake = inception_features(net, from_uint8(loaded[key]))
+            out["fid"][name] = frechet_distance_of_features(fake, inception_features(net, reals))
         size = target.with_suffix(".npz").stat().st_size
     time.sleep(0.05)
     out["fid_s"], out["peak_mb"], out["disk_mb"] = time.perf_counter() - t0, rss_mb(), size / 2**20
@@ -172,7 +175,8 @@ def main(argv=None):
         print(variant, report[variant], flush=True)
     report["load_after"] = os.getloadavg()
     if a.out:
-        Path(a.out).write_text(json.dumps(report, indent=1) + "\n")
+        from basics.files import write_json_atomic
+        write_json_atomic(a.out, report)
     return 0
 
 

@@ -15,13 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from fake_artstation import FakeArtstation, build_catalogue  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workflow.dataset.download import check_image  # noqa: E402
 from workflow.dataset.http_client import PoliteClient  # noqa: E402
+from workflow.dataset.loopback_artstation import FakeArtstation, build_catalogue  # noqa: E402
 from workflow.dataset.scrape import ArtstationScraper  # noqa: E402
 
 

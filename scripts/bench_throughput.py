@@ -2,8 +2,8 @@
 """Training and data throughput benchmark (docs/performance.md).
 
 Times the real trainers' code, not a re-implementation: each trainer class is instantiated on
-a tiny synthetic LMDB (tests/train_helpers.make_lmdb) at the benchmark resolution and one
-iteration is ``models.train.core.StepRunner.step`` -- the exact function ``run`` calls (all due
+a tiny synthetic LMDB (workflow.synthetic_data.make_lmdb) at the benchmark resolution and one
+iteration is ``models.train.step.StepRunner.step`` -- the exact function ``run`` calls (all due
 phases, lazy regularisation on its schedule, EMA). What is left out of the timed iteration is
 image decoding: each trainer's LMDB loader is replaced by a cycle of pre-decoded batches (the
 loader is timed on its own, ``--which loader``), so the iteration figure is what the GPU can
@@ -36,7 +36,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
 import torch  # noqa: E402
 
@@ -69,12 +68,16 @@ class CachedLoader:
 
 
 def _dist(device):
-    from models.train.core import Dist
+    from models.train.distributed import Dist
     return Dist(device=torch.device(device))
 
 
+def quiet(msg):
+    """The trainers' progress messages, silenced while timing."""
+
+
 def make_data(root: Path, resolution: int, n: int = 8, seed: int = 0, styles: int = 3) -> Path:
-    from train_helpers import make_lmdb
+    from workflow.synthetic_data import make_lmdb
     path = root / f"lmdb{resolution}_{seed}"
     if not (path / "lmdb" / "data.mdb").exists():
         make_lmdb(path, n=n, size=resolution, seed=seed, styles=styles)
@@ -107,22 +110,21 @@ def encoder_config(resolution, batch, width="full", style_dim=None, **loop):
 
 def build_blendgan(root: Path, resolution, batch, device="cpu", width="full", cache=True,
                    style_dim=None, **loop):
-    """A BlendGANTrainer on synthetic LMDBs with a freshly initialised style encoder (the
-    trainer's checkpoint loader is pointed at it instead of a file)."""
+    """A BlendGANTrainer on synthetic LMDBs with a freshly initialised style encoder in place
+    of a trained one (the parts ``from_paths`` would load from files)."""
+    from models.images import LMDBImages
     from models.train import blendgan as bg
     from models.train import style_encoder as se
     cfg = blendgan_config(resolution, batch, width, style_dim, device=device, **loop)
     ecfg = encoder_config(resolution, batch, width, cfg.style_dim)
-    enc = se.build_encoder(ecfg, log=lambda m: None)
-    face = make_data(root, resolution, seed=1, styles=1)
-    style = make_data(root, resolution, seed=0)
-    orig = bg.load_style_encoder
-    bg.load_style_encoder = lambda path, map_location="cpu": enc.to(map_location).eval()
-    try:
-        t = bg.BlendGANTrainer(cfg, _dist(device), root / "out", str(face), str(style), "-")
-    finally:
-        bg.load_style_encoder = orig
-    t.log = lambda m: None
+    enc = se.build_encoder(ecfg, log=quiet).eval()
+    face = LMDBImages(make_data(root, resolution, seed=1, styles=1), resolution)
+    style = LMDBImages(make_data(root, resolution, seed=0), resolution)
+    dist = _dist(device)
+    networks = bg.build_networks(cfg, bg.style_input_dim(cfg, enc), dist.device, log=quiet)
+    parts = bg.BlendGANParts(**networks, encoder=enc, face_set=face, style_set=style)
+    t = bg.BlendGANTrainer(cfg, dist, root / "out", parts)
+    t.log = quiet
     if cache:
         t.face_loader, t.style_loader = CachedLoader(t.face_loader), CachedLoader(t.style_loader)
     return t
@@ -132,15 +134,17 @@ def build_style_encoder(root: Path, resolution, batch, device="cpu", width="full
     from models.train import style_encoder as se
     cfg = encoder_config(resolution, batch, width, device=device, **loop)
     data = make_data(root, resolution, seed=0)
-    t = se.StyleEncoderTrainer(cfg, _dist(device), root / "out", str(data))
+    t = se.StyleEncoderTrainer.from_paths(cfg, _dist(device), root / "out", str(data))
     t.loader = CachedLoader(t.loader)
     return t
 
 
 def build_psp(root: Path, resolution, batch, device="cpu", width="full", g_resolution=None,
               **loop):
-    """pSp at ``resolution`` input against a frozen, freshly initialised generator."""
+    """pSp at ``resolution`` input against a frozen, freshly initialised generator (no LPIPS
+    or identity networks: the terms whose weights files are not configured are off)."""
     from models.blendgan import BlendGenerator
+    from models.images import LMDBImages
     from models.train import psp as psp_train
     from models.train.config import from_dict
     g_res = g_resolution or (1024 if resolution >= 256 else resolution)
@@ -153,14 +157,13 @@ def build_psp(root: Path, resolution, batch, device="cpu", width="full", g_resol
     if narrow:
         cfg.update(widths=[8, 8, 16, 16], units=[1, 1, 1, 1])
     cfg = from_dict(psp_train.PSPConfig, cfg)
-    data = make_data(root, g_res, seed=1, styles=1)
-    orig = psp_train.load_generator
-    psp_train.load_generator = lambda path, map_location="cpu": g.to(map_location)
-    try:
-        t = psp_train.PSPTrainer(cfg, _dist(device), root / "out", str(data), "-")
-    finally:
-        psp_train.load_generator = orig
-    t.log = lambda m: None
+    faces = LMDBImages(make_data(root, g_res, seed=1, styles=1), g_res)
+    parts = psp_train.PSPParts(
+        generator=g, encoder=psp_train.build_encoder(cfg, g),
+        weights=psp_train.active_weights(cfg, log=quiet), lpips=None, arcface=None,
+        latent_avg_source="estimated", train_set=faces, held_set=None)
+    t = psp_train.PSPTrainer(cfg, _dist(device), root / "out", parts)
+    t.log = quiet
     t.loader = CachedLoader(t.loader)
     return t
 
@@ -191,7 +194,7 @@ def time_steps(fn, warmup, iters, device):
 
 
 def bench_part(part, args) -> dict:
-    from models.train.core import StepRunner
+    from models.train.step import PRECISIONS, StepRunner
     dev = args.device
     res, batch = args.resolution, args.batch
     fast = dict(precision=args.precision, channels_last=args.channels_last, compile=args.compile,
@@ -213,12 +216,12 @@ def bench_part(part, args) -> dict:
                            channel_base=256 if narrow else 16384,
                            channel_max=32 if narrow else 512).to(dev).eval()
         if args.channels_last:
-            from models.train.core import module_channels_last_
+            from models.train.placement import module_channels_last_
             module_channels_last_(g)
         gen = torch.Generator().manual_seed(0)
         z = torch.randn(batch, g.style_dim, generator=gen).to(dev)
         zs = torch.randn(batch, g.style_dim, generator=gen).to(dev)
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
+        dtype = PRECISIONS[args.precision]
         fwd = torch.compile(g.generate, mode=args.compile_mode) if args.compile else g.generate
 
         def step(i):
@@ -228,7 +231,8 @@ def bench_part(part, args) -> dict:
         elapsed = time_steps(step, args.warmup, args.iters, dev)
         extra = {}
     elif part == "loader":
-        from models.train.data import LMDBImages, StepLoader
+        from models.images import LMDBImages
+        from models.train.data import StepLoader
         data = make_data(root, res, n=args.loader_images, seed=0)
         ds = LMDBImages(data, res)
         ds = ds.as_uint8() if args.loader_pixels == "uint8" else ds
@@ -254,6 +258,7 @@ def describe_device(dev):
 
 # ------------------------------------------------------------------------------ CLI
 def parse(argv=None):
+    from models.train.step import COMPILE_MODES, PRECISIONS
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda[:N]")
@@ -263,10 +268,9 @@ def parse(argv=None):
     p.add_argument("--iters", type=int, help="timed iterations (default 48 GPU / 16 CPU: whole "
                                              "R1 periods, so lazy regularisation is amortised)")
     p.add_argument("--warmup", type=int, help="untimed iterations first (default 10 GPU / 2 CPU)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true")
-    from models.train.core import COMPILE_MODES
     p.add_argument("--compile-mode", default="default", choices=COMPILE_MODES,
                    help="torch.compile mode (reduce-overhead: CUDA graphs)")
     p.add_argument("--compare", action="store_true",

@@ -38,7 +38,7 @@ TOLERANCES = {
 
 def train(root, steps, resolution, batch, precision, channels_last, compile=False):
     """Per-step loss records and g_ema outputs (after step 0 and after the run)."""
-    from models.train.core import StepRunner
+    from models.train.step import StepRunner
     torch.manual_seed(0)
     t = bench.build_blendgan(Path(root), resolution, batch, width="narrow", threads=0,
                              precision=precision, channels_last=channels_last, compile=compile)

@@ -14,15 +14,17 @@ output distribution, not generalisation.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import torch
 
-from workflow.evaluate.common import lmdb_batches, lmdb_length, load_models, machine, pick_device
-from workflow.evaluate.fid import batch_features, compare, real_halves
-from workflow.evaluate.inception import load_inception, resolve_weights
+from basics.files import write_json_atomic
+from models.inception import load_inception
+from workflow.evaluate.common import lmdb_batches, lmdb_length, machine
+from workflow.evaluate.feature_distances import compare, real_halves
+from workflow.evaluate.features import batch_features
+from workflow.evaluate.inception import resolve_weights
+from workflow.sampling import load_models, pick_device
 
 
 @torch.no_grad()
@@ -71,7 +73,7 @@ def main(argv=None) -> int:
               "settings": {"seed": a.seed, "indicator": 18, "resolution": res,
                            "reconstructed": "real half A", "compared_with": "real half B"},
               "machine": machine()}
-    Path(a.out).write_text(json.dumps(record, indent=1) + "\n")
+    write_json_atomic(a.out, record)
     print(f"pSp reconstructions: FID {result['fid']:.1f}, calibration {result['fid_calibration']:.1f}"
           f" (ratio {result['fid_ratio']:.2f}) at n = {result['n_fake']}")
     return 0

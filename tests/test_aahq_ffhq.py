@@ -14,11 +14,9 @@ import pytest
 import yaml
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_artstation import FakeArtstation, make_image_bytes  # noqa: E402
-
-from workflow.dataset import aahq, ffhq  # noqa: E402
-from workflow.dataset.manifest import read_records  # noqa: E402
+from workflow.dataset import aahq, ffhq
+from workflow.dataset.loopback_artstation import FakeArtstation, make_image_bytes
+from workflow.dataset.manifest import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--delay", "0.005", "--timeout", "0.5", "--max-retries", "2", "--backoff", "0.01",

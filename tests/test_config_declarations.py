@@ -11,10 +11,13 @@ import pytest
 import yaml
 
 from models.blendgan import LATENT_STYLES, STYLE_EMBEDDINGS
+from models.discriminators import D_STYLE_INITS
+from models.psp import IR_MODES, IR_UNITS
 from models.train.blendgan import LATENT_AVG_SOURCES, BlendGANConfig
 from models.train.config import LoopConfig
 from models.train.finetune import FinetuneConfig
-from models.train.psp import PSPConfig
+from models.train.psp import OPTIMIZERS, TRAIN_NOISE, PSPConfig
+from models.train.step import COMPILE_MODES, PRECISIONS
 from models.train.style_encoder import StyleEncoderConfig
 from models.train.stylegan2 import StyleGAN2Config
 
@@ -46,8 +49,33 @@ def test_loop_definition_is_the_loop_dataclass():
     assert set(SCHEMA["definitions"]["train_loop"]["properties"]) == fields(LoopConfig)
 
 
-@pytest.mark.parametrize("key,values", [("latent_style", LATENT_STYLES),
-                                        ("style_embedding", STYLE_EMBEDDINGS),
-                                        ("latent_avg", LATENT_AVG_SOURCES)])
-def test_blendgan_enums_are_the_trainers(key, values):
-    assert tuple(SCHEMA["properties"]["blendgan"]["properties"][key]["enum"]) == tuple(values)
+# Every enum of a trainer section, with the constant (defined once in models/) it must equal.
+ENUMS = [
+    ("blendgan", "latent_style", LATENT_STYLES),
+    ("blendgan", "style_embedding", STYLE_EMBEDDINGS),
+    ("blendgan", "latent_avg", LATENT_AVG_SOURCES),
+    ("blendgan", "d_style_init", D_STYLE_INITS),
+    ("psp", "optimizer", OPTIMIZERS),
+    ("psp", "train_noise", TRAIN_NOISE),
+    ("psp", "mode", IR_MODES),
+    ("psp", "num_layers", tuple(IR_UNITS)),
+    ("train_loop", "precision", tuple(PRECISIONS)),
+    ("train_loop", "compile_mode", COMPILE_MODES),
+]
+
+
+def schema_section(section: str) -> dict:
+    if section == "train_loop":
+        return SCHEMA["definitions"]["train_loop"]["properties"]
+    return SCHEMA["properties"][section]["properties"]
+
+
+@pytest.mark.parametrize("section,key,values", ENUMS, ids=[f"{s}.{k}" for s, k, _ in ENUMS])
+def test_schema_enums_are_the_trainers(section, key, values):
+    assert tuple(schema_section(section)[key]["enum"]) == tuple(values)
+
+
+def test_every_trainer_enum_of_the_schema_is_checked():
+    declared = {(s, k) for s in [*SECTIONS, "train_loop"]
+                for k, v in schema_section(s).items() if "enum" in v}
+    assert declared == {(s, k) for s, k, _ in ENUMS}

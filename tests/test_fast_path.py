@@ -15,7 +15,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 import check_numerics  # noqa: E402
 
 from models.train.config import LoopConfig  # noqa: E402
-from models.train.core import StepRunner, channels_last_, module_channels_last_  # noqa: E402
+from models.train.placement import channels_last_, module_channels_last_  # noqa: E402
+from models.train.step import StepRunner  # noqa: E402
 
 
 def test_defaults_are_the_fp32_eager_path():

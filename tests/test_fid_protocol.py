@@ -21,9 +21,13 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from eval_helpers import make_lmdb, random_lpips, tiny_checkpoints  # noqa: E402
 
-from workflow.evaluate import fid, inception, lpips, samples, stargan_v2, tables  # noqa: E402
-from workflow.evaluate.common import load_models  # noqa: E402
+from basics.files import sha256_file  # noqa: E402
+from basics.frechet import frechet_distance_of_features, mean_cov  # noqa: E402
+from models import inception as inception_net  # noqa: E402
+from workflow.evaluate import (feature_distances, features, fid, inception, lpips,  # noqa: E402
+                               samples, stargan_v2, tables)
 from workflow.evaluate.sample_sets import SampleSets  # noqa: E402
+from workflow.sampling import load_models  # noqa: E402
 
 
 class TinyBody(torch.nn.Module):
@@ -40,7 +44,7 @@ class TinyBody(torch.nn.Module):
 
 
 def tiny_extractor(batch=4, identity="tiny body 0"):
-    return fid.Extractor(TinyBody(), identity, batch=batch)
+    return features.Extractor(TinyBody(), identity, batch=batch)
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +60,11 @@ def tiny(tmp_path_factory):
 # ------------------------------------------------------------------------- the image path
 def test_quantise_and_resize_follow_nvidia():
     x = torch.tensor([-1.0, -0.5, 0.0, 0.999, 1.0, 1.5])
-    assert fid.quantise(x).tolist() == [0, 64, 128, 255, 255, 255]  # x * 127.5 + 128, truncated
+    assert inception_net.quantise(x).tolist() == [0, 64, 128, 255, 255, 255]  # x * 127.5 + 128, truncated
     same = torch.rand(2, 3, 299, 299) * 255
-    assert fid.resize_299(same) is same
+    assert inception_net.resize_299(same) is same
     ramp = torch.arange(32.0).expand(1, 3, 32, 32).contiguous()  # value = column index
-    out = fid.resize_299(ramp)
+    out = inception_net.resize_299(ramp)
     j = torch.arange(299.0)
     # NVIDIA's grid samples source column j * 32 / 299 (no half-pixel shift), clamped at the border
     assert torch.allclose(out[0, 0, 0], (j * 32 / 299).clamp(max=31), atol=1e-3)
@@ -98,13 +102,13 @@ def peak_images_held(tiny, n, monkeypatch):
     monkeypatch.setattr(g, "generate", lambda *a, **k: track(generate(*a, **k)))
     quantise = fid.quantise
     monkeypatch.setattr(fid, "quantise", lambda x: track(quantise(x)))
-    lmdb_batches = fid.lmdb_uint8_batches
+    lmdb_batches = features.lmdb_uint8_batches
 
     def tracked_lmdb(*a, **k):
         for b in lmdb_batches(*a, **k):
             yield track(b)
             del b  # not held while the next batch is read
-    monkeypatch.setattr(fid, "lmdb_uint8_batches", tracked_lmdb)
+    monkeypatch.setattr(features, "lmdb_uint8_batches", tracked_lmdb)
     ext = tiny_extractor(batch=4)
     rec = fid.run(tiny["models"], ext, tiny["style"], tiny["face"], n=n, n_real=16, kid_subsets=2,
                   batch=3, progress=False)
@@ -135,31 +139,31 @@ def test_features_are_float32_and_streamed_into_one_array(tiny):
 def test_real_cache_hit_and_invalidation(tiny, tmp_path):
     cache, lmdb = tmp_path / "cache", tiny["style"]
     ext = tiny_extractor()
-    first, info = fid.real_features(ext, lmdb, 32, n_real=10, seed=0, cache_dir=cache, progress=False)
+    first, info = features.real_features(ext, lmdb, 32, n_real=10, seed=0, cache_dir=cache, progress=False)
     assert info["cache"] == "written" and ext.images_seen == 10 and first.dtype == np.float32
     key = info["fingerprint"]
     assert key["lmdb"]["path"] == str(Path(lmdb).resolve()) and key["lmdb"]["length"] == 24
     assert {"data_mdb_size", "data_mdb_mtime_ns"} <= set(key["lmdb"])
     assert (key["resolution"], key["n_real"], key["seed"], key["count"]) == (32, 10, 0, 10)
     assert key["network"] == "tiny body 0" and len(key["indices_sha256"]) == 64
-    assert not list(cache.glob("*.tmp"))  # written atomically
-    again, info = fid.real_features(ext, lmdb, 32, n_real=10, seed=0, cache_dir=cache, progress=False)
+    assert [p.suffix for p in cache.iterdir()] == [".npz"]  # written atomically: no temporary left
+    again, info = features.real_features(ext, lmdb, 32, n_real=10, seed=0, cache_dir=cache, progress=False)
     assert info["cache"] == "hit" and ext.images_seen == 10 and np.array_equal(again, first)
     # anything in the fingerprint changes -> recomputed
     for kwargs in ({"n_real": 12, "seed": 0}, {"n_real": 10, "seed": 1}):
-        _, info = fid.real_features(ext, lmdb, 32, cache_dir=cache, progress=False, **kwargs)
+        _, info = features.real_features(ext, lmdb, 32, cache_dir=cache, progress=False, **kwargs)
         assert info["cache"] == "written", kwargs
-    _, info = fid.real_features(ext, lmdb, 16, n_real=10, seed=0, cache_dir=cache, progress=False)
+    _, info = features.real_features(ext, lmdb, 16, n_real=10, seed=0, cache_dir=cache, progress=False)
     assert info["cache"] == "written"  # other resolution
     other = tiny_extractor(identity="tiny body, other weights")
-    _, info = fid.real_features(other, lmdb, 32, n_real=10, seed=0, cache_dir=cache, progress=False)
+    _, info = features.real_features(other, lmdb, 32, n_real=10, seed=0, cache_dir=cache, progress=False)
     assert info["cache"] == "written"
     seen = ext.images_seen
     st = (Path(lmdb) / "data.mdb").stat()
     os.utime(Path(lmdb) / "data.mdb", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # LMDB changed
-    _, info = fid.real_features(ext, lmdb, 32, n_real=10, seed=0, cache_dir=cache, progress=False)
+    _, info = features.real_features(ext, lmdb, 32, n_real=10, seed=0, cache_dir=cache, progress=False)
     assert info["cache"] == "written" and ext.images_seen == seen + 10
-    _, info = fid.real_features(ext, lmdb, 32, n_real=10, seed=0, cache_dir=cache, progress=False)
+    _, info = features.real_features(ext, lmdb, 32, n_real=10, seed=0, cache_dir=cache, progress=False)
     assert info["cache"] == "hit" and ext.images_seen == seen + 10
 
 
@@ -182,11 +186,11 @@ def test_fid_record_and_rerun_hits_the_cache(tiny, tmp_path):
 
 def test_fid_full_of_a_set_with_itself_is_zero():
     real = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
-    res = fid.compare(real, real, kid_subsets=2, seed=0)
+    res = feature_distances.compare(real, real, kid_subsets=2, seed=0)
     assert res["fid_full"] == pytest.approx(0, abs=1e-6) and res["n_fake_full"] == res["n_real_full"] == 40
     big = np.random.default_rng(1).normal(size=(300, 8)).astype(np.float32)  # n > d: eigh path
-    assert fid.fid_from_features(big, big) == pytest.approx(0, abs=1e-6)
-    mu, cov = fid.mean_cov(big, chunk=7)
+    assert frechet_distance_of_features(big, big) == pytest.approx(0, abs=1e-6)
+    mu, cov = mean_cov(big, chunk=7)
     assert np.allclose(cov, np.cov(big.astype(np.float64), rowvar=False))
 
 
@@ -234,16 +238,16 @@ def test_fid_matches_fid_helper_on_a_shared_tiny_network(tmp_path, monkeypatch):
     (a_dir, a), (b_dir, b) = photo_sets(tmp_path, 64, 320, 24)
     helper = FidHelper(str(tmp_path / "tiny.pt"), resample_mode="nv_bilinear_float", device="cpu")
     theirs = helper.compute_fid_score_from_dir(str(a_dir), str(b_dir), batch_size=8)
-    ext = fid.Extractor(body, "tiny")
+    ext = features.Extractor(body, "tiny")
     fa, fb = ext(a), ext(b)
     assert np.abs(fa - np.asarray(helper.ref_feats_list)).max() < 1e-4
     assert np.abs(fb - np.asarray(helper.eval_feats_list)).max() < 1e-4
-    ours = fid.fid_from_features(fa, fb)
+    ours = frechet_distance_of_features(fa, fb)
     assert ours > 1e-3 and ours == pytest.approx(theirs, rel=1e-5), (ours, theirs)
     # the tolerance is tight enough to see the resize: torch's half-pixel bilinear is not NVIDIA's
-    monkeypatch.setattr(fid, "resize_299", lambda x: torch.nn.functional.interpolate(
+    monkeypatch.setattr(inception_net, "resize_299", lambda x: torch.nn.functional.interpolate(
         x, size=(299, 299), mode="bilinear", align_corners=False))
-    other = fid.fid_from_features(ext(a), ext(b))
+    other = frechet_distance_of_features(ext(a), ext(b))
     print(f"FID ours {ours:.9g}, fid-helper {theirs:.9g}, with torch's resize {other:.9g}")
     assert abs(other - theirs) > 100 * abs(ours - theirs)
 
@@ -254,12 +258,12 @@ def test_features_match_fid_helper_with_the_bundled_inception(tmp_path, monkeypa
     test below, since scipy's sqrtm of a 2048 x 2048 product takes ~30 s)."""
     FidHelper = fid_helper(monkeypatch)
     src = inception.bundled_file()
-    inception.convert(src, tmp_path / "inc.pt")
+    inception_net.convert(src, tmp_path / "inc.pt")
     (a_dir, a), (b_dir, b) = photo_sets(tmp_path, 256, 256, 4)
     helper = FidHelper(str(src), resample_mode="nv_bilinear_float", device="cpu")
     helper.compute_ref_stat_from_dir(str(a_dir), batch_size=4)
-    ext = fid.Extractor.from_weights(tmp_path / "inc.pt")
-    assert ext.identity["sha256"] == inception.sha256_of(tmp_path / "inc.pt")
+    ext = features.Extractor.from_weights(tmp_path / "inc.pt")
+    assert ext.identity["sha256"] == sha256_file(tmp_path / "inc.pt")
     diff = np.abs(ext(a) - np.asarray(helper.ref_feats_list)).max()
     assert diff < 1e-4, diff
 
@@ -270,12 +274,12 @@ def test_fid_matches_fid_helper_with_the_bundled_inception(tmp_path, monkeypatch
     development machine: 420.78124 (ours) vs 420.78111 (fid-helper), relative 3e-7."""
     FidHelper = fid_helper(monkeypatch)
     src = inception.bundled_file()
-    inception.convert(src, tmp_path / "inc.pt")
+    inception_net.convert(src, tmp_path / "inc.pt")
     (a_dir, a), (b_dir, b) = photo_sets(tmp_path, 256, 256, 12)
     helper = FidHelper(str(src), resample_mode="nv_bilinear_float", device="cpu")
     theirs = helper.compute_fid_score_from_dir(str(a_dir), str(b_dir), batch_size=6)
-    ext = fid.Extractor.from_weights(tmp_path / "inc.pt")
-    ours = fid.fid_from_features(ext(a), ext(b))
+    ext = features.Extractor.from_weights(tmp_path / "inc.pt")
+    ours = frechet_distance_of_features(ext(a), ext(b))
     assert ours == pytest.approx(theirs, rel=1e-5), (ours, theirs)
 
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
+from basics import lmdb_format
+from basics.images import ImageRejected, load_rgb
 from workflow.dataset import card, pack
 from workflow.dataset.filter import FilterConfig, filter_records, main as filter_main
-from basics.images import ImageRejected, load_rgb
 
 
 def crop(seed, size=128):
@@ -122,8 +123,8 @@ def test_pack_replaces_atomically_and_refuses_empty(crops, tmp_path):
 
 
 def test_index_width_grows_past_99999():
-    assert pack.index_width(100_000) == 5 and pack.index_width(100_001) == 6
-    assert pack.lmdb_key(256, 7) == b"256-00007"
+    assert lmdb_format.index_width(100_000) == 5 and lmdb_format.index_width(100_001) == 6
+    assert lmdb_format.image_key(256, 7) == b"256-00007"
 
 
 def test_decode_cap_and_corrupt_files(tmp_path):

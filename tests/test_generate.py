@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from eval_helpers import tiny_checkpoints  # noqa: E402
 
 from workflow import generate  # noqa: E402
-from workflow.evaluate.common import load_models  # noqa: E402
+from workflow.sampling import load_models, stylise  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_sweep_ends_with_the_natural_face(ckpt):
     g = load_models(ckpt["blendgan"])["generator"]
     z = torch.randn(1, g.style_dim)
     zs = torch.randn(1, g.style_dim)
-    sweep = generate.stylise(g, zs.expand(19, -1), torch.arange(19), 0.75, z.expand(19, -1))
+    sweep = stylise(g, zs.expand(19, -1), torch.arange(19), 0.75, z.expand(19, -1))
     assert torch.allclose(sweep[18], g.generate(z, None, 18, 0.75)[0], atol=1e-5)
     assert not torch.allclose(sweep[0], sweep[18])
 

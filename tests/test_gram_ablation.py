@@ -23,7 +23,7 @@ from models.style_encoder import GramEmbedding  # noqa: E402
 from models.train import blendgan as bg  # noqa: E402
 from models.train import style_encoder as se  # noqa: E402
 from models.train.config import from_dict  # noqa: E402
-from models.train.core import Dist  # noqa: E402
+from models.train.distributed import Dist  # noqa: E402
 from workflow.evaluate import ablation, figures  # noqa: E402
 
 CPU = Dist()
@@ -70,8 +70,8 @@ def test_gram_generator_takes_gram_width_and_refuses_gaussian_codes():
 def test_gram_option_needs_reference_fraction_one(data, tmp_path):
     cfg = from_dict(bg.BlendGANConfig, blendgan_cfg(style_embedding="gram"))
     with pytest.raises(ValueError, match="reference_fraction: 1"):
-        bg.BlendGANTrainer(cfg, CPU, tmp_path, str(data["face"]), str(data["style"]),
-                           str(data["encoder"]))
+        bg.BlendGANTrainer.from_paths(cfg, CPU, tmp_path, str(data["face"]),
+                                      str(data["style"]), str(data["encoder"]))
 
 
 def test_gram_training_step_and_checkpoint_round_trip(data, gram_ckpt):
@@ -187,8 +187,8 @@ def test_gram_trainer_from_a_stylegan2_checkpoint(data, tmp_path):
                 "latent_avg": sg.mean_latent(64)[0], "args": argparse.Namespace(size=16)},
                tmp_path / "sg2.pt")
     cfg = from_dict(bg.BlendGANConfig, gram_cfg(stylegan2_checkpoint=str(tmp_path / "sg2.pt")))
-    t = bg.BlendGANTrainer(cfg, CPU, tmp_path / "out", str(data["face"]), str(data["style"]),
-                           str(data["encoder"]))
+    t = bg.BlendGANTrainer.from_paths(cfg, CPU, tmp_path / "out", str(data["face"]),
+                                      str(data["style"]), str(data["encoder"]))
     dim = t.encoder.gram.dim
     for g in (t.g, t.g_ema):
         assert g.embedding[1].weight.shape == (16, dim)

@@ -4,18 +4,15 @@ reason, and a rerun that passes the record instead of tripping over it again."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_artstation import FakeArtstation, build_catalogue, make_image_bytes  # noqa: E402
-
-from workflow.dataset.artstation_json import is_noai  # noqa: E402
-from workflow.dataset.http_client import PoliteClient  # noqa: E402
-from workflow.dataset.manifest import read_records  # noqa: E402
-from workflow.dataset.scrape import ArtstationScraper  # noqa: E402
+from workflow.dataset.artstation_json import is_noai
+from workflow.dataset.http_client import PoliteClient
+from workflow.dataset.loopback_artstation import FakeArtstation, build_catalogue, make_image_bytes
+from workflow.dataset.manifest import read_records
+from workflow.dataset.scrape import ArtstationScraper
 
 LISTING = "/api/v2/community/channels/projects.json"
 CHANNELS = "/api/v2/community/channels/channels.json"

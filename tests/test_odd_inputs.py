@@ -16,13 +16,13 @@ import lmdb
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_artstation import FakeArtstation, make_image_bytes  # noqa: E402
 from test_align import LANDMARKS, textured_face  # noqa: E402
 
 from workflow.dataset import aahq, pack  # noqa: E402
 from workflow.dataset.align import align_folder, crop_names  # noqa: E402
 from workflow.dataset.filter import FilterConfig, filter_records  # noqa: E402
 from workflow.dataset.landmarks import build_landmark_file  # noqa: E402
+from workflow.dataset.loopback_artstation import FakeArtstation, make_image_bytes  # noqa: E402
 from workflow.dataset.manifest import read_records  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

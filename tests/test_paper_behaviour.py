@@ -23,7 +23,7 @@ from models.stylegan2 import Discriminator, Generator  # noqa: E402
 from models.train import blendgan as bg  # noqa: E402
 from models.train import style_encoder as se  # noqa: E402
 from models.train.config import from_dict  # noqa: E402
-from models.train.core import ema_beta  # noqa: E402
+from models.train.optim import ema_beta  # noqa: E402
 from workflow.generate import DEFAULT_TRUNCATION, default_truncation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from basics.files import sha256_file
 from workflow import pretrained as pt
 
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # ~1 MiB, more than one download chunk
@@ -315,9 +316,9 @@ def test_bundled_file_is_shipped_verified_and_linked(tmp_path):
     assert shipped, "the demo's natural StyleGAN2 ships with the project"
     for e in shipped:
         assert Path(e.bundled).is_file() and e.recipe
-        assert pt.sha256_file(Path(e.bundled)) == e.sha256
+        assert sha256_file(Path(e.bundled)) == e.sha256
         out = pt.fetch(e, tmp_path, offline=True, log=quiet)
-        assert out == tmp_path / e.filename and pt.sha256_file(out) == e.sha256
+        assert out == tmp_path / e.filename and sha256_file(out) == e.sha256
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not the file")
     e = dataclasses.replace(shipped[0], bundled=str(bad))

@@ -13,14 +13,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_artstation import FakeArtstation, build_catalogue, make_image_bytes  # noqa: E402
-
-from workflow.dataset.download import ImageCheckError, check_image, sanitize_name  # noqa: E402
-from workflow.dataset.http_client import (  # noqa: E402
-    FetchError, PoliteClient, parse_retry_after)
-from workflow.dataset.manifest import Manifest, read_records  # noqa: E402
-from workflow.dataset.scrape import ArtstationScraper, candidate_urls, is_noai  # noqa: E402
+from workflow.dataset.artstation_json import is_noai
+from workflow.dataset.download import ImageCheckError, check_image
+from workflow.dataset.http_client import FetchError, PoliteClient, parse_retry_after
+from workflow.dataset.loopback_artstation import FakeArtstation, build_catalogue, make_image_bytes
+from workflow.dataset.manifest import Manifest, read_records
+from workflow.dataset.names import sanitize_name
+from workflow.dataset.scrape import ArtstationScraper, candidate_urls
 
 ROOT = Path(__file__).resolve().parents[1]
 DELAY = 0.02

@@ -1,7 +1,7 @@
 """GPU hygiene of the training step, checked on CPU (docs/performance.md).
 
 * No value is read back to the host inside an iteration's phases (each read is a GPU sync).
-* Every host -> device copy of the iteration goes through ``core.to_device`` (pinned and
+* Every host -> device copy of the iteration goes through ``placement.to_device`` (pinned and
   non-blocking on CUDA; a plain ``.to(device)`` of a host tensor waits for the GPU queue).
 * ``torch.compile`` traces each fast phase into whole graphs, once: no graph break, no
   recompilation, and the compiled step computes what the eager one does. The ``aot_eager``
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 import bench_throughput as bench  # noqa: E402
 
-from models.train.core import StepRunner  # noqa: E402
+from models.train.step import StepRunner  # noqa: E402
 
 READ_BACK_OPS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select",
                  "aten::_unique2", "aten::unique_dim", "aten::equal"}
@@ -97,7 +97,7 @@ def test_an_iteration_reads_nothing_back_and_copies_only_through_to_device(part,
         with ReadBackSpy(adam_step_counters(runner)) as spy:
             runner.step(step, micro)
         assert not spy.hits, f"{part} step {step} reads values back: {spy.hits}"
-    assert not copies.calls, f"{part}: device copies outside core.to_device: {copies.calls}"
+    assert not copies.calls, f"{part}: device copies outside placement.to_device: {copies.calls}"
 
 
 def train(part, root, steps, **loop):

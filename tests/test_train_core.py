@@ -17,10 +17,11 @@ from models.checkpoint import load_checkpoint, load_style_encoder  # noqa: E402
 from models.train import style_encoder as se  # noqa: E402
 from models.train.augment import AffineAugment  # noqa: E402
 from models.train.config import LoopConfig, from_dict, load_config  # noqa: E402
-from models.train.core import (latest_valid_snapshot, read_stats, step_generator,  # noqa: E402
-                               write_snapshot)
-from models.train.data import (LMDBImages, StepBatchSampler, StepLoader,  # noqa: E402
-                               step_indices, to_unit)
+from models.train.seeding import step_generator  # noqa: E402
+from models.train.snapshots import latest_valid_snapshot, write_snapshot  # noqa: E402
+from models.train.stats import read_stats  # noqa: E402
+from models.images import LMDBImages, to_unit  # noqa: E402
+from models.train.data import StepBatchSampler, StepLoader, step_indices  # noqa: E402
 from models.train.losses import nt_xent  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from train_helpers import encoder_cfg, loop, make_lmdb, write_yaml  # noqa: E402
 
 from models.checkpoint import load_checkpoint  # noqa: E402
 from models.train import style_encoder as se  # noqa: E402
-from models.train.core import latest_valid_snapshot  # noqa: E402
+from models.train.snapshots import latest_valid_snapshot  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from models.train import blendgan as bg  # noqa: E402
 from models.train import style_encoder as se  # noqa: E402
 from models.train import stylegan2 as sg  # noqa: E402
 from models.train.config import from_dict  # noqa: E402
-from models.train.core import Dist, read_stats  # noqa: E402
+from models.train.distributed import Dist  # noqa: E402
+from models.train.stats import read_stats  # noqa: E402
 
 CPU = Dist()
 
@@ -58,8 +59,8 @@ def test_cli_help(capsys):
 
 
 def test_losses_fall_on_fixed_batch(data, tmp_path):
-    t = sg.StyleGAN2Trainer(from_dict(sg.StyleGAN2Config, stylegan2_cfg()), CPU, tmp_path,
-                            str(data["face"]))
+    t = sg.StyleGAN2Trainer.from_paths(from_dict(sg.StyleGAN2Config, stylegan2_cfg()), CPU,
+                                       tmp_path, str(data["face"]))
     phases = {p.name: p for p in t.phases()}
     assert list(phases) == ["G_main", "G_reg", "D_main", "D_reg"]
     batch = t.get_batch(0)
@@ -97,8 +98,8 @@ def test_checkpoint_is_rosinality_format(stylegan2_ckpt, data):
 def test_blendgan_starts_from_the_stylegan2_checkpoint(stylegan2_ckpt, encoder_ckpt, data,
                                                        tmp_path):
     cfg = from_dict(bg.BlendGANConfig, blendgan_cfg(stylegan2_checkpoint=str(stylegan2_ckpt)))
-    t = bg.BlendGANTrainer(cfg, CPU, tmp_path, str(data["face"]), str(data["style"]),
-                           str(encoder_ckpt))
+    t = bg.BlendGANTrainer.from_paths(cfg, CPU, tmp_path, str(data["face"]),
+                                      str(data["style"]), str(encoder_ckpt))
     natural = load_generator(stylegan2_ckpt)
     z = torch.randn(4, 16)
     torch.testing.assert_close(t.g_ema.generate(z), natural.generate(z))
@@ -110,11 +111,12 @@ def test_blendgan_starts_from_the_stylegan2_checkpoint(stylegan2_ckpt, encoder_c
 def test_cached_style_codes_equal_codes_of_the_batch(encoder_ckpt, data, tmp_path):
     """The code table gives what E_style gives on the step's (flipped) style images."""
     kw = dict(blendgan_cfg(), loop=loop(batch=8))
-    cached = bg.BlendGANTrainer(from_dict(bg.BlendGANConfig, kw), CPU, tmp_path / "a",
-                                str(data["face"]), str(data["style"]), str(encoder_ckpt))
-    plain = bg.BlendGANTrainer(from_dict(bg.BlendGANConfig, dict(kw, cache_style_codes=False)),
-                               CPU, tmp_path / "b", str(data["face"]), str(data["style"]),
-                               str(encoder_ckpt))
+    paths = str(data["face"]), str(data["style"]), str(encoder_ckpt)
+    cached = bg.BlendGANTrainer.from_paths(from_dict(bg.BlendGANConfig, kw), CPU, tmp_path / "a",
+                                           *paths)
+    plain = bg.BlendGANTrainer.from_paths(
+        from_dict(bg.BlendGANConfig, dict(kw, cache_style_codes=False)), CPU, tmp_path / "b",
+        *paths)
     assert cached.code_table is not None and plain.code_table is None
     for step in (0, 3, 7):  # 24 images, batch 8: steps cross epochs
         a, b = cached.get_batch(step), plain.get_batch(step)

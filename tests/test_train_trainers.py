@@ -21,7 +21,8 @@ from models.train import finetune as ft  # noqa: E402
 from models.train import psp as psp_train  # noqa: E402
 from models.train import style_encoder as se  # noqa: E402
 from models.train.config import from_dict  # noqa: E402
-from models.train.core import Dist, read_stats  # noqa: E402
+from models.train.distributed import Dist  # noqa: E402
+from models.train.stats import read_stats  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = Dist()
@@ -88,7 +89,7 @@ def test_unknown_config_key_is_an_error(data, tmp_path, capsys):
 # ------------------------------------------------------------------------------ style encoder
 def test_style_encoder_loss_falls_on_fixed_batch(data, tmp_path):
     cfg = from_dict(se.StyleEncoderConfig, encoder_cfg())
-    t = se.StyleEncoderTrainer(cfg, CPU, tmp_path, str(data["style"]))
+    t = se.StyleEncoderTrainer.from_paths(cfg, CPU, tmp_path, str(data["style"]))
     losses = _falls(t.phases()[0], t.get_batch(0))
     assert losses[-1] < losses[0] * 0.9, losses
 
@@ -151,8 +152,8 @@ def test_whitening_floor_leaves_empty_directions_unamplified():
 # ------------------------------------------------------------------------------ BlendGAN
 def test_blendgan_losses_fall_on_fixed_batch(data, encoder_ckpt, tmp_path):
     cfg = from_dict(bg.BlendGANConfig, blendgan_cfg())
-    t = bg.BlendGANTrainer(cfg, CPU, tmp_path, str(data["face"]), str(data["style"]),
-                           str(encoder_ckpt))
+    t = bg.BlendGANTrainer.from_paths(cfg, CPU, tmp_path, str(data["face"]),
+                                      str(data["style"]), str(encoder_ckpt))
     phases = {p.name: p for p in t.phases()}
     batch = t.get_batch(0)
     for p in t.d_params:
@@ -206,7 +207,7 @@ def test_blendgan_two_process_ddp_equals_one_process(data, encoder_ckpt, tmp_pat
 def test_psp_loss_falls_and_terms_switch_off(data, blendgan_ckpt, tmp_path):
     cfg = from_dict(psp_train.PSPConfig, psp_cfg())
     with pytest.warns(UserWarning, match="switched OFF"):
-        t = psp_train.PSPTrainer(cfg, CPU, tmp_path, str(data["face"]), str(blendgan_ckpt))
+        t = psp_train.PSPTrainer.from_paths(cfg, CPU, tmp_path, str(data["face"]), str(blendgan_ckpt))
     assert t.weights["lpips"] == 0 and t.weights["id"] == 0 and t.weights["l2"] == 1
     losses = _falls(t.phases()[0], t.get_batch(0), steps=15)
     assert losses[-1] < losses[0], losses
@@ -259,7 +260,8 @@ def test_finetune_from_one_reference(data, blendgan_ckpt, tmp_path):
     # Losses fall on a fixed batch for the fine-tuning trainer too.
     ftcfg = from_dict(ft.FinetuneConfig, {"loop": loop(batch=2)})
     ref = ft.LMDBImages(data["style"], 16)[3]
-    t = ft.FinetuneTrainer(ftcfg, CPU, tmp_path / "ft2", str(blendgan_ckpt), str(data["face"]), ref)
+    t = ft.FinetuneTrainer.from_paths(ftcfg, CPU, tmp_path / "ft2", str(blendgan_ckpt),
+                                      str(data["face"]), ref)
     phases = {p.name: p for p in t.phases()}
     batch = t.get_batch(0)
     assert torch.equal(batch["style"][0], batch["style"][1])  # only the reference
@@ -292,8 +294,8 @@ def test_probes_run_on_tiny_truth(data, encoder_ckpt, blendgan_ckpt, tmp_path):
 
 def test_gradient_accumulation_runs_and_splits_batches(data, encoder_ckpt, tmp_path):
     cfg = from_dict(bg.BlendGANConfig, blendgan_cfg(loop=loop(batch=4, accum=2)))
-    t = bg.BlendGANTrainer(cfg, CPU, tmp_path, str(data["face"]), str(data["style"]),
-                           str(encoder_ckpt))
+    t = bg.BlendGANTrainer.from_paths(cfg, CPU, tmp_path, str(data["face"]),
+                                      str(data["style"]), str(encoder_ckpt))
     batch = t.get_batch(0)
     parts = t.split(batch, 2)
     assert [p["face"].shape[0] for p in parts] == [2, 2]

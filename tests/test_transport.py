@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import http.server
 import socket
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_artstation import FakeArtstation  # noqa: E402
-
-from workflow import pretrained as pt  # noqa: E402
-from workflow.dataset.http_client import FetchError, PoliteClient  # noqa: E402
+from workflow import pretrained as pt
+from workflow.dataset.http_client import FetchError, PoliteClient
+from workflow.dataset.loopback_artstation import FakeArtstation
 
 DRIP_SECONDS = 30.0  # how long the dripping server keeps going before it gives up
 BOUND = 8.0  # seconds a request may take at most here: far below the drip, and loose

@@ -54,7 +54,8 @@ def read_jsonl(path, what: str = "JSON-lines file") -> list:
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise InputError(f"{path}: line {number} is not valid JSON ({exc})") from None
+                raise InputError(f"{path}: not a valid {what}: line {number} is not JSON "
+                                 f"({exc})") from None
     return out
 
 

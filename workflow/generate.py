@@ -13,7 +13,8 @@ aligned input and its pSp reconstruction), and with --style the first row shows 
 (latent-guided; ``--styles`` of them, from ``--seed``). ``transfer`` finds the face in a photo
 (dlib landmarks), aligns it the FFHQ way, inverts it with pSp and stylises it; ``--aligned``
 skips detection for an already-aligned crop. ``--separate DIR`` also writes every output as its
-own PNG. Defaults follow the paper's inference: i = 6 (7 for videos), psi = 0.75.
+own PNG. Defaults follow the paper's inference: i = 6 (7 for videos), psi = 0.75. The drawing
+itself is workflow.sampling's (shared with the web page and the figures); this is its command line.
 """
 
 from __future__ import annotations
@@ -26,30 +27,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from workflow.evaluate.common import (face_codes, grid, latent_style_codes, load_models, load_photo,
-                                      pick_device, save_png, to_pil)
+from models.images import load_image
+from workflow.sampling import (face_codes, grid, interpolation_frames, invert, latent_styles,
+                               load_models, pick_device, save_png, style_codes, stylise, to_pil,
+                               write_animation)
+
+DEFAULT_TRUNCATION = 0.75  # the paper's inference psi (method 3.2)
 
 
-# ------------------------------------------------------------------------------ building blocks
-@torch.no_grad()
-def style_codes(models: dict, images: torch.Tensor) -> torch.Tensor:
-    enc = models["style_encoder"]
-    if enc is None:
-        raise SystemExit("this generator embeds no style encoder: pass --style-encoder E.pt")
-    return enc(images.to(next(enc.parameters()).device))
-
-
-@torch.no_grad()
-def stylise(g, z_style, indicator, truncation=0.75, z_face=None, w_face=None) -> torch.Tensor:
-    """G(face, z_s, i) with constant noise; face from z_face (N, D) or W+ w_face (N, L, D)."""
-    if w_face is not None:
-        img = g(w_face=w_face, z_style=z_style, indicator=indicator, randomize_noise=False)
-        return img.clamp(-1, 1)
-    return g.generate(z_face, z_style, indicator=indicator, truncation=truncation)
-
-
+# ---------------------------------------------------------------------------------- inputs
 def read_styles(paths, resolution: int) -> torch.Tensor:
-    return torch.stack([load_photo(p, resolution) for p in paths])
+    return torch.stack([load_image(p, resolution) for p in paths])
 
 
 def align_photo(path, size: int, aligned: bool = False) -> Image.Image:
@@ -66,35 +54,9 @@ def align_photo(path, size: int, aligned: bool = False) -> Image.Image:
     return align_face(img, entry["landmarks"], size=size)
 
 
-@torch.no_grad()
-def invert(models: dict, photo: Image.Image) -> torch.Tensor:
-    """pSp: aligned crop -> W+ (1, L, D)."""
-    psp = models["psp"]
-    if psp is None:
-        raise SystemExit("transfer needs --psp P.pt")
-    size = max(psp.input_size, models["generator"].resolution)
-    x = torch.from_numpy(np.asarray(photo.convert("RGB").resize((size, size), Image.LANCZOS),
-                                    dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
-    return psp(x.to(next(psp.parameters()).device))
-
-
-DEFAULT_TRUNCATION = 0.75  # the paper's inference psi (method 3.2)
-
-
 def default_truncation(g) -> float:
     """The psi a checkpoint stores (as the released scripts adopt it), else the paper's."""
     return g.stored_truncation if g.stored_truncation is not None else DEFAULT_TRUNCATION
-
-
-def latent_styles(g, n: int, seed: int, device) -> torch.Tensor:
-    return latent_style_codes(g, n, seed + 1000).to(device)
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    an, bn = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
-    omega = torch.acos((an * bn).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
-    so = torch.sin(omega)
-    return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
 
 
 # ---------------------------------------------------------------------------------- commands
@@ -154,32 +116,6 @@ def cmd_sweep(args, models, device):
         rows.append(list(out))
     save_png(grid(rows, cell=args.cell, col_labels=[f"i={i}" for i in range(19)]), args.out)
     print(args.out)
-
-
-def interpolation_frames(g, z_face, codes, indicator, truncation, frames_per_pair, w_face=None):
-    """Frames along slerp paths z_s[0] -> z_s[1] -> ... -> z_s[0] (a loop)."""
-    frames = []
-    n = len(codes)
-    for k in range(n):
-        a, b = codes[k:k + 1], codes[(k + 1) % n:(k + 1) % n + 1]
-        for t in np.linspace(0, 1, frames_per_pair, endpoint=False):
-            frames.append(stylise(g, slerp(a, b, float(t)), indicator, truncation, z_face, w_face)[0])
-    return frames
-
-
-def write_animation(frames, out, fps: int = 12, size: int | None = None):
-    images = [to_pil(f) for f in frames]
-    if size:
-        images = [im.resize((size, size), Image.LANCZOS) for im in images]
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".mp4":
-        import imageio.v2 as imageio  # needs imageio-ffmpeg
-        imageio.mimwrite(out, [np.asarray(im) for im in images], fps=fps)
-    else:
-        tmp = out.with_name(out.stem + ".tmp" + out.suffix)
-        images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-        tmp.replace(out)
 
 
 def cmd_interpolate(args, models, device):

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import os
-import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -38,8 +36,9 @@ from urllib.parse import urljoin, urlsplit
 
 from tqdm import tqdm
 
-from workflow.errors import add_debug_flag, read_yaml, run_cli
+from basics.files import atomic_write, link_or_copy, sha256_file
 from basics.transport import Transport, TransportError, backoff_schedule, count_failure
+from workflow.errors import add_debug_flag, read_yaml, run_cli
 
 REGISTRY = Path(__file__).with_name("pretrained.yaml")
 USER_AGENT = "blendgan-repro-pretrained/0.1 (research reproduction; resumable, verified downloads)"
@@ -127,16 +126,13 @@ def resolve(names, registry: dict[str, Entry]) -> list[Entry]:
 
 
 # ------------------------------------------------------------------------------- verification
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _pin_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
+
+
+def _pin(path: Path, digest: str, filename: str) -> None:
+    """Record a trust-on-first-use hash beside `path` (checked by every later verify)."""
+    atomic_write(_pin_path(path), f"{digest}  {filename}\n")
 
 
 def verify_file(entry: Entry, path: Path, strict: bool = False, pin: bool = True) -> str:
@@ -167,7 +163,7 @@ def verify_file(entry: Entry, path: Path, strict: bool = False, pin: bool = True
             raise ChecksumError(f"checksum mismatch for {entry.name} ({path}): expected sha256 "
                                 f"{want} (pinned on first use in {pinned.name}), got {got}")
     elif pin:
-        pinned.write_text(f"{got}  {entry.filename}\n")
+        _pin(path, got, entry.filename)
     return got
 
 
@@ -320,22 +316,6 @@ def _content_range_start(value: str | None) -> int | None:
 
 
 # ---------------------------------------------------------------------------------- fetching
-def _link(src: Path, dst: Path):
-    """dst -> the bytes of src: hard link, else symlink, else copy (atomic rename at the end)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.link")
-    if tmp.exists() or tmp.is_symlink():
-        tmp.unlink()
-    try:
-        os.link(src, tmp)
-    except OSError:
-        try:
-            os.symlink(Path(src).resolve(), tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
 def _user_copy(entry: Entry, files: dict, link_from) -> Path | None:
     if entry.name in files:
         p = Path(files[entry.name]).expanduser()
@@ -366,20 +346,20 @@ def fetch(entry: Entry, folder: str | Path, *, offline: bool = False, files: dic
         target.unlink()
     if store.is_file():
         verify_file(entry, store, strict)
-        _link(store, target)
+        link_or_copy(store, target)
         log(f"{entry.name}: restored {target} from the download store")
         return target
     own = _user_copy(entry, files or {}, link_from)
     if own is None and entry.bundled and Path(entry.bundled).is_file():
         verify_file(entry, Path(entry.bundled), strict, pin=False)
-        _link(Path(entry.bundled), target)
+        link_or_copy(entry.bundled, target)
         log(f"{entry.name}: {target} from the copy shipped with the project (verified)")
         return target
     if own is not None:
         verify_file(entry, own, strict, pin=False)
-        _link(own, target)
+        link_or_copy(own, target)
         if not entry.sha256 and not entry.sha256_prefix:
-            _pin_path(target).write_text(f"{sha256_file(own)}  {entry.filename}\n")
+            _pin(target, sha256_file(own), entry.filename)
         log(f"{entry.name}: linked {own} -> {target} (verified)")
         return target
     how = (f"download {entry.url} on a machine with internet access and place it at {target} "
@@ -405,11 +385,14 @@ def fetch(entry: Entry, folder: str | Path, *, offline: bool = False, files: dic
         bad = part.with_name(part.name + ".bad")
         os.replace(part, bad)
         raise type(exc)(f"{exc}; the download was moved to {bad}") from None
+    # Renamed by hand, not written through basics.files.atomic_output: the .part outlives an
+    # interrupted run so that the next one resumes it, and only a verified body takes the name.
     os.replace(part, store)
     if not entry.sha256 and not entry.sha256_prefix:
-        _pin_path(store).write_text(f"{sha256_file(store)}  {entry.filename}\n")
-        shutil.copyfile(_pin_path(store), _pin_path(target))
-    _link(store, target)
+        digest = sha256_file(store)
+        _pin(store, digest, entry.filename)
+        _pin(target, digest, entry.filename)
+    link_or_copy(store, target)
     log(f"{entry.name}: {target} downloaded and verified")
     return target
 

@@ -1,7 +1,7 @@
-"""Training entry points (method 4): one loop core (``core``) shared by four trainers.
+"""Training entry points (method 4): one loop (``loop.run``) shared by the trainers.
 
-``python -m models.train.style_encoder``, ``.blendgan``, ``.psp``, ``.finetune``: each takes
-``--config CFG.yaml`` (or ``--config-json``), data paths and ``--out DIR``; works by hand, under
-``torchrun`` and in pytest. Paper-scale values are the config dataclass defaults; the demo
+``python -m models.train.stylegan2``, ``.style_encoder``, ``.blendgan``, ``.psp``, ``.finetune``:
+each takes ``--config CFG.yaml`` (or ``--config-json``), data paths and ``--out DIR``; works by
+hand, under ``torchrun`` and in pytest. Paper-scale values are the config dataclass defaults; the demo
 config overrides them.
 """

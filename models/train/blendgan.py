@@ -29,18 +29,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy import linalg
+from torch import nn
+from torch.utils.data import Dataset
 
-from ..blendgan import INDICATOR_RULE, LATENT_STYLES, PAPER_N_LATENT, BlendGenerator
-from ..checkpoint import load_checkpoint, load_stylegan2, load_style_encoder
+from basics.frechet import frechet_distance_of_features
+
+from ..blendgan import (INDICATOR_RULE, LATENT_STYLES, PAPER_N_LATENT, STYLE_EMBEDDINGS,
+                        BlendGenerator)
+from ..checkpoint import load_checkpoint, load_style_encoder, load_stylegan2
 from ..discriminators import make_discriminators
+from ..images import LMDBImages, to_unit
+from ..style_encoder import StyleEncoder
 from ..stylegan2 import Discriminator
 from .augment import hflip
 from .config import LoopConfig
-from .core import Phase, Trainer, all_reduce_mean_, lazy_adam, step_generator, to_device
+from .data import StepLoader, check_lmdb, step_indices
 from .diffaugment import diff_augment, parse_policy
-from .data import LMDBImages, StepLoader, check_lmdb, step_indices, to_unit
-from .losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
+from .losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss, g_path_length
+from .optim import lazy_adam
+from .placement import to_device
+from .seeding import step_generator
+from .gan import GANTrainer
 
 
 @dataclass(frozen=True)
@@ -93,17 +102,6 @@ class BlendGANConfig:
         snapshot_every=40_000, eval_every=100_000))
 
 
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets (rows = samples)."""
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():
-        off = np.eye(s1.shape[0]) * 1e-6
-        covmean = linalg.sqrtm((s1 + off) @ (s2 + off))
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean.real))
-
-
 LATENT_AVG_SOURCES = ("checkpoint", "estimate")
 
 
@@ -120,32 +118,100 @@ def encoder_whitened(path) -> bool | None:
 CODE_TABLE_MAX_BYTES = 2 << 30  # larger tables (the Gram ablation at paper scale): embed per batch
 
 
-class BlendGANTrainer(Trainer):
+def check_config(cfg: BlendGANConfig):
+    """ValueError for an unknown option value or the Gram ablation's impossible mixture."""
+    for key, valid in (("latent_style", LATENT_STYLES), ("latent_avg", LATENT_AVG_SOURCES),
+                       ("style_embedding", STYLE_EMBEDDINGS)):
+        if getattr(cfg, key) not in valid:
+            raise ValueError(f"{key} must be one of {valid}, got {getattr(cfg, key)!r}")
+    if cfg.style_embedding == "gram" and cfg.reference_fraction != 1:
+        raise ValueError("style_embedding: gram needs reference_fraction: 1 (a Gram vector "
+                         "cannot be sampled from N(0, I): the ablation is reference-guided)")
+
+
+def style_input_dim(cfg: BlendGANConfig, encoder: StyleEncoder) -> int:
+    """Width of z_s as G and D_style_latent see it: the Gram dimension in the ablation, else
+    the encoder's code width, which must be ``style_dim``."""
+    if cfg.style_embedding == "gram":
+        return encoder.gram.dim
+    if encoder.style_dim != cfg.style_dim:
+        raise ValueError(f"the style encoder gives {encoder.style_dim}-d codes but "
+                         f"blendgan.style_dim is {cfg.style_dim}")
+    return cfg.style_dim
+
+
+def build_networks(cfg: BlendGANConfig, z_style_dim: int, device, log=print) -> dict:
+    """G, its EMA copy and the three Ds: from ``stylegan2_checkpoint`` when set (G and D_face
+    loaded, the rest random), from scratch otherwise; random draws seeded by the run's seed."""
+    torch.manual_seed(cfg.loop.seed)
+    if cfg.stylegan2_checkpoint:
+        ck = load_stylegan2(cfg.stylegan2_checkpoint, map_location=device)
+        g_ema = ck["g_ema"]
+        g = ck.get("g") or copy.deepcopy(g_ema)
+        if g.size != cfg.resolution or g.style_dim != cfg.style_dim:
+            raise ValueError(f"{cfg.stylegan2_checkpoint}: a {g.size}px, {g.style_dim}-d "
+                             f"generator, but the config asks for {cfg.resolution}px, "
+                             f"{cfg.style_dim}-d")
+        d_face = ck["d"]
+        kw = {k: v for k, v in d_face.init_kwargs.items() if k != "size"}
+        if cfg.style_embedding == "gram":
+            g, g_ema = (with_style_input(g, z_style_dim, cfg.loop.seed, device),
+                        with_style_input(g_ema, z_style_dim, cfg.loop.seed, device))
+        log(f"initialised G and D_face from {cfg.stylegan2_checkpoint}")
+    else:
+        g = BlendGenerator(cfg.resolution, cfg.style_dim, cfg.n_mlp, cfg.channel_multiplier,
+                           lr_mlp=cfg.lr_mlp, channel_base=cfg.channel_base,
+                           channel_max=cfg.channel_max, style_input_dim=z_style_dim)
+        g.copy_face_mapping_to_style()  # method 4.2 (a wider Gram input layer stays random)
+        g_ema = copy.deepcopy(g)
+        kw = dict(channel_multiplier=cfg.channel_multiplier, channel_base=cfg.channel_base,
+                  channel_max=cfg.channel_max, stddev_group=cfg.stddev_group)
+        d_face = Discriminator(cfg.resolution, **kw)
+        log("no StyleGAN2 checkpoint configured: G and D_face from scratch")
+    ds = make_discriminators(cfg.resolution, z_style_dim, d_face=d_face,
+                             d_style_init=cfg.d_style_init, **kw)
+    return {"g": g.to(device), "g_ema": g_ema.to(device), **{k: v.to(device) for k, v in ds.items()}}
+
+
+def with_style_input(g: BlendGenerator, z_style_dim: int, seed: int, device) -> BlendGenerator:
+    """The same generator with a style mapping that takes z_s of width ``z_style_dim``."""
+    torch.manual_seed(seed)  # g and g_ema get the same random wide layer
+    kw = dict(g.init_kwargs, style_input_dim=z_style_dim)
+    wide = BlendGenerator(**kw).to(device)
+    sd = {k: v for k, v in g.state_dict().items() if not k.startswith("embedding.1.")}
+    missing, unexpected = wide.load_state_dict(sd, strict=False)
+    if unexpected or any(not k.startswith("embedding.1.") for k in missing):
+        raise KeyError(f"widening the style input: missing {missing}, unexpected {unexpected}")
+    return wide
+
+
+@dataclass(frozen=True)
+class BlendGANParts:
+    g: BlendGenerator                     # trained (its ``embedder`` stays out of training)
+    g_ema: BlendGenerator
+    d_face: nn.Module
+    d_style: nn.Module
+    d_style_latent: nn.Module
+    encoder: StyleEncoder                 # E_style, frozen
+    face_set: Dataset                     # natural images (LMDBImages)
+    style_set: Dataset                    # style references (LMDBImages, or one reference)
+    encoder_whitened: bool | None = None  # what the encoder's training recorded, for the record
+
+
+class BlendGANTrainer(GANTrainer):
     name = "blendgan"
     code_table = None  # (flips, N, dim) z_s of the style set, when cached
 
-    def __init__(self, cfg: BlendGANConfig, dist, out, face: str, style: str | None,
-                 style_encoder: str):
+    def __init__(self, cfg: BlendGANConfig, dist, out, parts: BlendGANParts):
         super().__init__(cfg, dist, out)
+        check_config(cfg)
         dev = self.device
-        self.encoder = load_style_encoder(style_encoder, map_location=dev).requires_grad_(False)
-        self.encoder_whitened = encoder_whitened(style_encoder)
+        self.encoder = parts.encoder.to(dev).requires_grad_(False)
+        self.encoder_whitened = parts.encoder_whitened
         self.gram = cfg.style_embedding == "gram"
-        if cfg.latent_style not in LATENT_STYLES:
-            raise ValueError(f"latent_style must be one of {LATENT_STYLES}, got {cfg.latent_style!r}")
-        if cfg.latent_avg not in LATENT_AVG_SOURCES:
-            raise ValueError(f"latent_avg must be one of {LATENT_AVG_SOURCES}, got {cfg.latent_avg!r}")
-        if cfg.style_embedding not in ("encoder", "gram"):
-            raise ValueError(f"style_embedding must be encoder or gram, got {cfg.style_embedding!r}")
-        if self.gram and cfg.reference_fraction != 1:
-            raise ValueError("style_embedding: gram needs reference_fraction: 1 (a Gram vector "
-                             "cannot be sampled from N(0, I): the ablation is reference-guided)")
-        # Width of z_s as G and D_style_latent see it: the Gram dimension in the ablation.
-        self.z_style_dim = self.encoder.gram.dim if self.gram else cfg.style_dim
-        if not self.gram and self.encoder.style_dim != cfg.style_dim:
-            raise ValueError(f"{style_encoder}: style encoder gives {self.encoder.style_dim}-d "
-                             f"codes but blendgan.style_dim is {cfg.style_dim}")
-        self.build_networks()
+        self.z_style_dim = style_input_dim(cfg, self.encoder)
+        self.models = {name: getattr(parts, name).to(dev)
+                       for name in ("g", "g_ema", "d_face", "d_style", "d_style_latent")}
         g = self.models["g"]
         self.g, self.g_ema = g, self.models["g_ema"].eval().requires_grad_(False)
         self.ds = [self.models[k] for k in ("d_face", "d_style", "d_style_latent")]
@@ -157,59 +223,37 @@ class BlendGANTrainer(Trainer):
                                cfg.lr, cfg.betas, cfg.g_reg_every)
         self.d_opt = lazy_adam(self.d_params, cfg.lr, cfg.betas, cfg.d_reg_every)
         self.optimizers = {"g": self.g_opt, "d": self.d_opt}
+        self.after_g_step = g.clamp_alpha_
         self.ema_pairs = [("g_ema", "g")]
         self.ema_half_life = cfg.ema_half_life_images
         self.augment = parse_policy(cfg.diff_augment)
-        self.mean_path_length = torch.zeros((), device=dev)
         lp = cfg.loop
-        self.face_set = LMDBImages(check_lmdb(face), cfg.resolution)
+        self.face_set, self.style_set = parts.face_set, parts.style_set
         self.face_loader = StepLoader(self.face_set.as_uint8(), lp.batch, lp.seed, dist.rank,
                                       dist.world, lp.workers)
-        self.setup_style_data(style)
+        self.style_loader = StepLoader(self.style_set.as_uint8(), lp.batch, lp.seed + 1,
+                                       dist.rank, dist.world, lp.workers)
+        if cfg.cache_style_codes:
+            self.code_table = self.build_code_table()
         self._real_feats = None
 
-    # ----------------------------------------------------------------------- set-up
-    def build_networks(self):
-        cfg = self.cfg
-        torch.manual_seed(cfg.loop.seed)
-        if cfg.stylegan2_checkpoint:
-            ck = load_stylegan2(cfg.stylegan2_checkpoint, map_location=self.device)
-            g_ema = ck["g_ema"]
-            g = ck.get("g") or copy.deepcopy(g_ema)
-            if g.size != cfg.resolution or g.style_dim != cfg.style_dim:
-                raise ValueError(f"{cfg.stylegan2_checkpoint}: a {g.size}px, {g.style_dim}-d "
-                                 f"generator, but the config asks for {cfg.resolution}px, "
-                                 f"{cfg.style_dim}-d")
-            d_face = ck["d"]
-            kw = {k: v for k, v in d_face.init_kwargs.items() if k != "size"}
-            if self.gram:
-                g, g_ema = self.with_style_input(g), self.with_style_input(g_ema)
-            self.log(f"initialised G and D_face from {cfg.stylegan2_checkpoint}")
-        else:
-            g = BlendGenerator(cfg.resolution, cfg.style_dim, cfg.n_mlp, cfg.channel_multiplier,
-                               lr_mlp=cfg.lr_mlp, channel_base=cfg.channel_base,
-                               channel_max=cfg.channel_max, style_input_dim=self.z_style_dim)
-            g.copy_face_mapping_to_style()  # method 4.2 (a wider Gram input layer stays random)
-            g_ema = copy.deepcopy(g)
-            kw = dict(channel_multiplier=cfg.channel_multiplier, channel_base=cfg.channel_base,
-                      channel_max=cfg.channel_max, stddev_group=cfg.stddev_group)
-            d_face = Discriminator(cfg.resolution, **kw)
-            self.log("no StyleGAN2 checkpoint configured: G and D_face from scratch")
-        ds = make_discriminators(cfg.resolution, self.z_style_dim, d_face=d_face,
-                                 d_style_init=cfg.d_style_init, **kw)
-        self.models = {"g": g.to(self.device), "g_ema": g_ema.to(self.device),
-                       **{k: v.to(self.device) for k, v in ds.items()}}
-
-    def with_style_input(self, g: BlendGenerator) -> BlendGenerator:
-        """The same generator with a style mapping that takes z_s of width ``z_style_dim``."""
-        torch.manual_seed(self.cfg.loop.seed)  # g and g_ema get the same random wide layer
-        kw = dict(g.init_kwargs, style_input_dim=self.z_style_dim)
-        wide = BlendGenerator(**kw).to(self.device)
-        sd = {k: v for k, v in g.state_dict().items() if not k.startswith("embedding.1.")}
-        missing, unexpected = wide.load_state_dict(sd, strict=False)
-        if unexpected or any(not k.startswith("embedding.1.") for k in missing):
-            raise KeyError(f"widening the style input: missing {missing}, unexpected {unexpected}")
-        return wide
+    @classmethod
+    def from_paths(cls, cfg: BlendGANConfig, dist, out, face: str, style: str,
+                   style_encoder: str) -> "BlendGANTrainer":
+        """The trained style encoder ``style_encoder``, networks as ``build_networks`` makes
+        them, and the face and style LMDBs."""
+        check_config(cfg)
+        encoder = load_style_encoder(style_encoder, map_location=dist.device)
+        try:
+            z_style_dim = style_input_dim(cfg, encoder)
+        except ValueError as err:
+            raise ValueError(f"{style_encoder}: {err}") from None
+        networks = build_networks(cfg, z_style_dim, dist.device, dist.log)
+        parts = BlendGANParts(**networks, encoder=encoder,
+                              face_set=LMDBImages(check_lmdb(face), cfg.resolution),
+                              style_set=LMDBImages(check_lmdb(style), cfg.resolution),
+                              encoder_whitened=encoder_whitened(style_encoder))
+        return cls(cfg, dist, out, parts)
 
     def latent_codes(self, eps):
         """Latent-guided z_s from standard normal draws: eps itself (latent_style: normal), or
@@ -228,17 +272,6 @@ class BlendGANTrainer(Trainer):
     def embed(self, images):
         """z_s of reference images: E_style's code, or its Gram vector in the ablation."""
         return self.encoder.gram(images) if self.gram else self.encoder(images)
-
-    def setup_style_data(self, style):
-        lp = self.cfg.loop
-        self.style_set = LMDBImages(check_lmdb(style), self.cfg.resolution)
-        self.style_loader = StepLoader(self.style_set.as_uint8(), lp.batch, lp.seed + 1,
-                                       self.dist.rank, self.dist.world, lp.workers)
-        if self.cfg.cache_style_codes:
-            self.code_table = self.build_code_table()
-
-    def style_batch(self, step) -> torch.Tensor:
-        return self.style_loader.get(step)
 
     @torch.no_grad()
     def build_code_table(self) -> torch.Tensor | None:
@@ -289,7 +322,7 @@ class BlendGANTrainer(Trainer):
         B, D = cfg.loop.batch, cfg.style_dim
         gen = step_generator(cfg.loop.seed, step, "blendgan")
         face = to_unit(to_device(self.face_loader.get(step), dev))
-        style = to_unit(to_device(self.style_batch(step), dev))
+        style = to_unit(to_device(self.style_loader.get(step), dev))
         # Draws are made on the host (CPU generator, the same stream on every rank and device)
         # and copied with to_device: no host sync.
         style_flipped = None
@@ -392,36 +425,11 @@ class BlendGANTrainer(Trainer):
                                      mb["z_face_g"][:, mb["z_style"].shape[0]:][:, :b]], 1)
         sub["noise_g"] = None
         fake_nat, fake_sty, latents = self.generate(sub, "g", return_latents=True)
-        fake = torch.cat([fake_nat, fake_sty])
-        noise = torch.randn_like(fake) / np.sqrt(fake.shape[2] * fake.shape[3])
-        (grad,) = torch.autograd.grad((fake * noise).sum(), latents, create_graph=True)
-        lengths = torch.sqrt(grad.pow(2).sum(2).mean(1))
-        mean_now = lengths.detach().mean().reshape(1)
-        all_reduce_mean_([mean_now], self.dist)
-        self.mean_path_length = (self.mean_path_length
-                                 + cfg.path_decay * (mean_now[0] - self.mean_path_length))
-        penalty = (lengths - self.mean_path_length).pow(2).mean()
+        penalty, self.mean_path_length, lengths = g_path_length(
+            torch.cat([fake_nat, fake_sty]), latents, self.mean_path_length, cfg.path_decay,
+            self.dist)
         loss = cfg.path_regularize * cfg.g_reg_every * penalty
         return loss, {"path_penalty": penalty, "path_length": lengths.mean()}
-
-    def phases(self):
-        cfg, clamp = self.cfg, self.g.clamp_alpha_
-        phases = [Phase("G_main", self.g_params, self.g_opt, self.g_main, 1, clamp)]
-        if cfg.path_regularize > 0 and cfg.g_reg_every > 0:
-            phases.append(Phase("G_reg", self.g_params, self.g_opt, self.g_reg,
-                                cfg.g_reg_every, clamp, double_backward=True))
-        phases.append(Phase("D_main", self.d_params, self.d_opt, self.d_main))
-        if cfg.r1 > 0 and cfg.d_reg_every > 0:
-            phases.append(Phase("D_reg", self.d_params, self.d_opt, self.d_reg, cfg.d_reg_every,
-                                double_backward=True))
-        return phases
-
-    def extra_state(self):
-        return {"mean_path_length": self.mean_path_length.detach().cpu()}
-
-    def load_extra_state(self, state):
-        if "mean_path_length" in state:
-            self.mean_path_length = state["mean_path_length"].to(self.device)
 
     # ----------------------------------------------------------------------- outputs
     def reference_images(self, n: int) -> torch.Tensor:
@@ -483,12 +491,12 @@ class BlendGANTrainer(Trainer):
 
         nat = self.features(lambda s, k: g.generate(z[s:s + k]), n)
         refd = self.features(ref, n)
-        out = {"fd_estyle_natural": frechet_distance(nat, face_f),
-               "fd_estyle_reference": frechet_distance(refd, style_f)}
+        out = {"fd_estyle_natural": frechet_distance_of_features(nat, face_f),
+               "fd_estyle_reference": frechet_distance_of_features(refd, style_f)}
         if not self.gram:  # latent-guided sampling is undefined for Gram vectors
             lat = self.features(lambda s, k: g.generate(z[s:s + k], zl[s:s + k],
                                                         indicator=ind[s:s + k]), n)
-            out["fd_estyle_latent"] = frechet_distance(lat, style_f)
+            out["fd_estyle_latent"] = frechet_distance_of_features(lat, style_f)
         out["alpha_mean"] = float(g.add_weight.mean())
         return out
 
@@ -546,7 +554,8 @@ def main(argv=None):
 
     return train_main(
         argv, BlendGANConfig,
-        lambda cfg, dist, out, a: BlendGANTrainer(cfg, dist, out, a.face, a.style, a.style_encoder),
+        lambda cfg, dist, out, a: BlendGANTrainer.from_paths(cfg, dist, out, a.face, a.style,
+                                                             a.style_encoder),
         __doc__.split("\n\n")[0], add)
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+import warnings
 from pathlib import Path
 
 import torch
 import yaml
 
 from .config import add_config_args, load_config, to_dict
-from .core import ResumeError, configure_threads, init_distributed, main_wrapper, run
+from .distributed import init_distributed, main_wrapper
+from .loop import run
+from .snapshots import ResumeError
 
 
 def train_main(argv, cfg_cls, build_trainer, description: str, add_args=None):
@@ -47,3 +50,9 @@ def train_main(argv, cfg_cls, build_trainer, description: str, add_args=None):
             raise
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+
+
+def configure_threads(threads: int):
+    if threads > 0:
+        torch.set_num_threads(threads)
+    warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")

@@ -1,7 +1,5 @@
-"""Reading the method 2.5 LMDB datasets and sampling batches deterministically per iteration.
+"""Sampling training batches deterministically per iteration (the images: ``models.images``).
 
-``LMDBImages`` reads like rosinality's MultiResolutionDataset (key ``f"{size}-{index:05d}"``),
-picking the smallest stored size >= the requested resolution and resizing when they differ.
 ``step_indices`` is an infinite, epoch-shuffled, step-addressable sampler: the global batch of
 iteration ``step`` is a pure function of (seed, step), so resuming needs no sampler state, and
 ``StepBatchSampler`` hands each rank its contiguous share (the DistributedSampler role).
@@ -9,109 +7,10 @@ iteration ``step`` is a pure function of (seed, step), so resuming needs no samp
 
 from __future__ import annotations
 
-import copy
-import io
-import json
-import os
 from pathlib import Path
 
-import lmdb
-import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
-
-MAX_PIXELS = 64_000_000
-_ENVS: dict = {}  # (path, pid) -> lmdb environment: LMDB allows one handle per process
-
-
-def _env(path: str):
-    key = (path, os.getpid())
-    if key not in _ENVS:
-        # a forked loader worker inherits the parent's handle, which LMDB forbids using (and
-        # py-lmdb refuses to open the path twice): close the inherited copy in this process
-        for other in [k for k in _ENVS if k[0] == path and k[1] != key[1]]:
-            _ENVS.pop(other).close()
-        _ENVS[key] = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False)
-    return _ENVS[key]
-
-
-def image_to_uint8(img: Image.Image, resolution: int | None = None) -> torch.Tensor:
-    """PIL image -> (3, R, R) uint8."""
-    img = img.convert("RGB")
-    if resolution and img.size != (resolution, resolution):
-        img = img.resize((resolution, resolution), Image.LANCZOS)
-    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous()
-
-
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels -> float in [-1, 1]; float input is returned as it is."""
-    return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x
-
-
-def image_to_tensor(img: Image.Image, resolution: int | None = None) -> torch.Tensor:
-    """PIL image -> (3, R, R) float in [-1, 1]."""
-    return to_unit(image_to_uint8(img, resolution))
-
-
-def load_image(path, resolution: int | None = None) -> torch.Tensor:
-    """An image file as (3, R, R) in [-1, 1]; unreadable files raise ValueError naming them."""
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    try:
-        with Image.open(path) as img:
-            return image_to_tensor(img, resolution)
-    except (OSError, Image.DecompressionBombError) as e:  # missing, not an image, truncated
-        raise ValueError(f"{path}: cannot read the image ({e.__class__.__name__}: {e})") from e
-
-
-class LMDBImages(Dataset):
-    """Images of a packed LMDB at ``resolution`` (the smallest stored size that is at least as
-    large, resized), as floats in [-1, 1], or as uint8 from ``as_uint8()``."""
-
-    def __init__(self, path, resolution: int, indices=None):
-        self.path = str(path)
-        self.resolution = resolution
-        self.uint8 = False
-        with _env(self.path).begin() as txn:
-            length = int(txn.get(b"length").decode())
-            raw = txn.get(b"metadata")
-        self.metadata = json.loads(raw) if raw else {}
-        self.width = int(self.metadata.get("index_width", 5))
-        sizes = sorted(self.metadata.get("sizes") or [resolution])
-        fits = [s for s in sizes if s >= resolution]
-        self.stored = fits[0] if fits else sizes[-1]
-        self.all_names = list(self.metadata.get("names") or [str(i) for i in range(length)])
-        self.indices = list(range(length)) if indices is None else list(indices)
-
-    @property
-    def names(self) -> list[str]:
-        return [self.all_names[i] for i in self.indices]
-
-    def as_uint8(self) -> "LMDBImages":
-        """The same images as uint8 (training loaders: their workers then skip the float
-        conversion and move, pin and copy a quarter of the bytes; ``to_unit`` converts on the
-        device, with the same values)."""
-        view = copy.copy(self)
-        view.uint8 = True
-        return view
-
-    def __len__(self):
-        return len(self.indices)
-
-    def __getitem__(self, i):
-        index = self.indices[i]
-        key = f"{self.stored}-{str(index).zfill(self.width)}".encode()
-        with _env(self.path).begin() as txn:
-            blob = txn.get(key)
-        if blob is None:
-            raise KeyError(f"{self.path}: missing key {key.decode()}")
-        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-        try:
-            with Image.open(io.BytesIO(blob)) as img:
-                return (image_to_uint8 if self.uint8 else image_to_tensor)(img, self.resolution)
-        except (OSError, Image.DecompressionBombError) as e:  # truncated or not an image
-            raise ValueError(f"{self.path}: key {key.decode()}: cannot decode the image "
-                             f"({e.__class__.__name__}: {e})") from e
+from torch.utils.data import DataLoader
 
 
 def split_indices(length: int, holdout: int, seed: int) -> tuple[list[int], list[int]]:

@@ -17,16 +17,19 @@ generator's resolution, ``extra.reference_image``) so figures and probes show th
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
-from ..checkpoint import load_checkpoint
-from .blendgan import BlendGANConfig, BlendGANTrainer
+from ..checkpoint import load_checkpoint, load_style_encoder
+from ..images import LMDBImages, load_image
+from .blendgan import BlendGANConfig, BlendGANParts, BlendGANTrainer
 from .config import LoopConfig
-from .data import LMDBImages, check_lmdb, load_image
+from .data import check_lmdb
 
 
 @dataclass(frozen=True)
@@ -44,47 +47,64 @@ class FinetuneConfig(BlendGANConfig):
         eval_every=500))
 
 
+class OneImage(Dataset):
+    """The reference as the style set: every style batch is that image, already in [-1, 1]."""
+
+    def __init__(self, image: torch.Tensor):
+        self.image = image
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        return self.image
+
+    def as_uint8(self) -> "OneImage":
+        return self  # resized floats have no exact uint8 form; to_unit passes floats through
+
+
+def starting_networks(checkpoint, device) -> dict:
+    """G, g_ema and the three Ds of a BlendGAN training checkpoint, G starting from the EMA
+    weights: the model users see (and Fig. 5's "before"); starting from the raw g made a short
+    EMA pull g_ema to g and moved natural outputs by itself."""
+    m = load_checkpoint(checkpoint, map_location=device)["models"]
+    g_ema = m["g"]
+    ema_sd = {k: v for k, v in m["g_ema"].state_dict().items() if not k.startswith("embedder.")}
+    g_ema.load_state_dict(ema_sd, strict=True)
+    return {"g": copy.deepcopy(g_ema), "g_ema": g_ema, "d_face": m["d_face"],
+            "d_style": m["d_style"], "d_style_latent": m["d_style_latent"]}
+
+
 class FinetuneTrainer(BlendGANTrainer):
     name = "finetune"
 
-    def __init__(self, cfg: FinetuneConfig, dist, out, checkpoint: str, face: str,
-                 reference: torch.Tensor):
-        self.checkpoint = checkpoint
-        self.reference = reference
-        ck = load_checkpoint(checkpoint, build=False)
-        kw = ck["models"]["g"]["kwargs"]
-        import dataclasses
-        cfg = dataclasses.replace(  # latent sampling as the base model was trained
-            cfg, resolution=kw["size"], style_dim=kw["style_dim"],
-            latent_style=ck["models"]["g_ema"]["kwargs"].get("latent_style", "normal"))
-        super().__init__(cfg, dist, out, face, None, checkpoint)
-        self.encoder_whitened = ck["extra"].get("trained_with", {}).get("style_encoder_whitened")
+    def __init__(self, cfg: FinetuneConfig, dist, out, parts: BlendGANParts):
+        super().__init__(cfg, dist, out, parts)
+        self.ref = self.style_set[0].to(self.device)
         self.g_start = copy.deepcopy(self.g_ema).requires_grad_(False)  # for eval/natural_drift
 
-    def build_networks(self):
-        ck = load_checkpoint(self.checkpoint, map_location=self.device)
-        m = ck["models"]
-        # G starts from the EMA weights, the model users see (and Fig. 5's "before"); starting
-        # from the raw g made a short EMA pull g_ema to g and moved natural outputs by itself.
-        g_ema = m["g"]
-        ema_sd = {k: v for k, v in m["g_ema"].state_dict().items() if not k.startswith("embedder.")}
-        g_ema.load_state_dict(ema_sd, strict=True)
-        g = copy.deepcopy(g_ema)
-        self.models = {"g": g, "g_ema": g_ema, "d_face": m["d_face"], "d_style": m["d_style"],
-                       "d_style_latent": m["d_style_latent"]}
-        self.log(f"fine-tuning from {self.checkpoint}")
-
-    def setup_style_data(self, style):
-        ref = self.reference
-        if ref.shape[-1] != self.cfg.resolution:
-            ref = F.interpolate(ref[None], size=self.cfg.resolution, mode="bilinear",
-                                align_corners=False, antialias=True)[0]
-        self.ref = ref.to(self.device)
-        self.style_set = [self.ref.cpu()]  # reference_images() draws the sample rows from it
-
-    def style_batch(self, step):
-        b = self.cfg.loop.batch // self.dist.world
-        return self.ref[None].expand(b, -1, -1, -1).contiguous()
+    @classmethod
+    def from_paths(cls, cfg: FinetuneConfig, dist, out, checkpoint: str, face: str,
+                   reference: torch.Tensor) -> "FinetuneTrainer":
+        """The BlendGAN training checkpoint ``checkpoint`` (networks and frozen encoder), the
+        face LMDB ``face`` and the reference image (resized to the generator's resolution)."""
+        ck = load_checkpoint(checkpoint, build=False)
+        kw = ck["models"]["g"]["kwargs"]
+        cfg = dataclasses.replace(  # latent sampling as the base model was trained
+            cfg, resolution=kw["size"], style_dim=kw["style_dim"],
+            latent_style=ck["models"]["g_ema"]["kwargs"].get("latent_style", "normal"),
+            cache_style_codes=False)  # E_style(reference) per step, as this recipe computes it
+        encoder = load_style_encoder(checkpoint, map_location=dist.device)
+        networks = starting_networks(checkpoint, dist.device)
+        dist.log(f"fine-tuning from {checkpoint}")
+        if reference.shape[-1] != cfg.resolution:
+            reference = F.interpolate(reference[None], size=cfg.resolution, mode="bilinear",
+                                      align_corners=False, antialias=True)[0]
+        parts = BlendGANParts(
+            **networks, encoder=encoder,
+            face_set=LMDBImages(check_lmdb(face), cfg.resolution), style_set=OneImage(reference),
+            encoder_whitened=ck["extra"].get("trained_with", {}).get("style_encoder_whitened"))
+        return cls(cfg, dist, out, parts)
 
     @torch.no_grad()
     def evaluate(self):
@@ -137,7 +157,8 @@ def main(argv=None):
         if not (a.reference or config_reference(cfg) or a.reference_lmdb):
             raise SystemExit("give --reference IMAGE or --reference-lmdb LMDB")
         size = load_checkpoint(a.checkpoint, build=False)["models"]["g"]["kwargs"]["size"]
-        return FinetuneTrainer(cfg, dist, out, a.checkpoint, a.face, reference_image(cfg, a, size))
+        return FinetuneTrainer.from_paths(cfg, dist, out, a.checkpoint, a.face,
+                                          reference_image(cfg, a, size))
 
     return train_main(argv, FinetuneConfig, build, __doc__.split("\n\n")[0], add)
 

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import autograd
 
+from .distributed import Dist, all_reduce_mean_
+
 
 def d_logistic_loss(real_pred, fake_pred):
     # .float(): logits from an autocast (bf16/fp16) forward are reduced in fp32 (no-op in fp32)
@@ -24,14 +26,19 @@ def d_r1_loss(real_pred, real_img):
     return grad.pow(2).reshape(grad.shape[0], -1).sum(1).mean()
 
 
-def g_path_length(fake_img, latents, mean_path_length, decay: float = 0.01):
-    """StyleGAN2 path-length penalty; returns (penalty, new mean, path lengths)."""
+def g_path_length(fake_img, latents, mean_path_length, decay: float = 0.01,
+                  dist: Dist | None = None):
+    """StyleGAN2 path-length penalty; returns (penalty, new running mean, path lengths).
+    Under several processes the running mean moves by the global batch's mean length."""
     noise = torch.randn_like(fake_img) / math.sqrt(fake_img.shape[2] * fake_img.shape[3])
     (grad,) = autograd.grad((fake_img * noise).sum(), latents, create_graph=True)
     lengths = torch.sqrt(grad.pow(2).sum(2).mean(1))
-    new_mean = mean_path_length + decay * (lengths.detach().mean() - mean_path_length)
+    mean_now = lengths.detach().mean().reshape(1)
+    if dist is not None:
+        all_reduce_mean_([mean_now], dist)
+    new_mean = mean_path_length + decay * (mean_now[0] - mean_path_length)
     penalty = (lengths - new_mean).pow(2).mean()
-    return penalty, new_mean.detach(), lengths
+    return penalty, new_mean, lengths
 
 
 def nt_xent(z1, z2, temperature: float = 0.2):

@@ -26,14 +26,18 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..arcface import load_arcface
+from ..arcface import ArcFace, load_arcface
+from ..blendgan import BlendGenerator
 from ..checkpoint import load_generator
-from ..lpips import load_lpips
+from ..images import LMDBImages, to_unit
+from ..lpips import LPIPS, load_lpips
 from ..psp import PSPEncoder
 from .config import LoopConfig
-from .core import Phase, Trainer, step_generator, to_device
-from .data import LMDBImages, StepLoader, check_lmdb, split_indices, to_unit
+from .data import StepLoader, check_lmdb, split_indices
+from .placement import to_device
 from .ranger import Ranger
+from .seeding import step_generator
+from .trainer import Phase, Trainer
 
 # The betas each optimiser runs with in pSp when none are configured: Ranger's own defaults,
 # and PyTorch's for torch.optim.Adam (pSp passes only the learning rate).
@@ -69,11 +73,19 @@ class PSPConfig:
         snapshot_every=40_000, eval_every=40_000))
 
 
-def make_optimizer(cfg: PSPConfig, params) -> torch.optim.Optimizer:
-    """The configured optimiser over ``params``; an unknown name is a ValueError."""
+def check_options(cfg: PSPConfig):
+    """ValueError naming the valid values of an unknown optimiser or noise setting."""
+    if cfg.train_noise not in TRAIN_NOISE:
+        raise ValueError(f"psp.train_noise must be one of {list(TRAIN_NOISE)}, "
+                         f"got {cfg.train_noise!r}")
     if cfg.optimizer not in OPTIMIZERS:
         raise ValueError(f"psp.optimizer must be one of {list(OPTIMIZERS)}, "
                          f"got {cfg.optimizer!r}")
+
+
+def make_optimizer(cfg: PSPConfig, params) -> torch.optim.Optimizer:
+    """The configured optimiser over ``params``; an unknown name is a ValueError."""
+    check_options(cfg)
     betas = resolved_betas(cfg)
     if cfg.optimizer == "ranger":
         return Ranger(params, lr=cfg.lr, betas=betas)
@@ -104,54 +116,86 @@ def active_weights(cfg: PSPConfig, log=print) -> dict:
     return weights
 
 
+def latent_avg_source(g: BlendGenerator, path, log=print) -> str:
+    """Where the encoder's latent average comes from: the checkpoint's stored centre (which
+    load_generator leaves in g.latent_avg and names), else an estimate written into g."""
+    if getattr(g, "latent_avg_source", None) == "checkpoint":
+        return "checkpoint"
+    n = 4096
+    g.update_latent_avg(n)
+    msg = (f"generator checkpoint {path} stores no latent_avg: the pSp latent "
+           f"average is ESTIMATED as the mean of {n} mapped random z")
+    warnings.warn(msg)
+    log("WARNING: " + msg)
+    return "estimated"
+
+
+def build_encoder(cfg: PSPConfig, g: BlendGenerator) -> PSPEncoder:
+    """A fresh encoder into g's W+, initialised from the run's seed."""
+    torch.manual_seed(cfg.loop.seed)
+    return PSPEncoder(n_styles=g.n_latent, style_dim=g.style_dim, num_layers=cfg.num_layers,
+                      mode=cfg.mode, widths=cfg.widths, units=cfg.units,
+                      input_size=cfg.input_size)
+
+
+@dataclass(frozen=True)
+class PSPParts:
+    generator: BlendGenerator             # frozen, its latent_avg set (latent_avg_source)
+    encoder: PSPEncoder                   # trained; starts at the generator's latent average
+    weights: dict                         # loss weights, 0 for the terms switched off
+    lpips: LPIPS | None                   # frozen loss networks of the active terms
+    arcface: ArcFace | None
+    latent_avg_source: str                # "checkpoint" | "estimated"
+    train_set: LMDBImages                 # faces at the generator's resolution
+    held_set: LMDBImages | None           # kept out: eval/val_l2
+
+
 class PSPTrainer(Trainer):
     name = "psp"
 
-    def __init__(self, cfg: PSPConfig, dist, out, face: str, generator: str):
+    def __init__(self, cfg: PSPConfig, dist, out, parts: PSPParts):
         super().__init__(cfg, dist, out)
         dev = self.device
-        if cfg.train_noise not in TRAIN_NOISE:
-            raise ValueError(f"psp.train_noise must be one of {list(TRAIN_NOISE)}, "
-                             f"got {cfg.train_noise!r}")
-        if cfg.optimizer not in OPTIMIZERS:
-            raise ValueError(f"psp.optimizer must be one of {list(OPTIMIZERS)}, "
-                             f"got {cfg.optimizer!r}")
-        self.g = load_generator(generator, map_location=dev).requires_grad_(False).eval()
-        # load_generator leaves the file's stored centre in g.latent_avg and says so.
-        if getattr(self.g, "latent_avg_source", None) == "checkpoint":
-            self.latent_avg_source = "checkpoint"
-        else:
-            n = 4096
-            self.g.update_latent_avg(n)
-            self.latent_avg_source = "estimated"
-            msg = (f"generator checkpoint {generator} stores no latent_avg: the pSp latent "
-                   f"average is ESTIMATED as the mean of {n} mapped random z")
-            warnings.warn(msg)
-            self.log("WARNING: " + msg)
-        self.weights = active_weights(cfg, self.log)
-        # Frozen loss networks: gradients reach the reconstruction, never their weights.
-        self.lpips = (load_lpips(cfg.lpips_weights, map_location=dev, backbone=cfg.lpips_backbone)
-                      if self.weights["lpips"] else None)
-        self.arcface = load_arcface(cfg.arcface_weights, map_location=dev) if self.weights["id"] else None
-        torch.manual_seed(cfg.loop.seed)
-        self.enc = PSPEncoder(n_styles=self.g.n_latent, style_dim=self.g.style_dim,
-                              num_layers=cfg.num_layers, mode=cfg.mode, widths=cfg.widths,
-                              units=cfg.units, input_size=cfg.input_size).to(dev)
+        check_options(cfg)
+        # Frozen networks: gradients reach the reconstruction, never their weights.
+        self.g = parts.generator.to(dev).requires_grad_(False).eval()
+        self.weights, self.latent_avg_source = parts.weights, parts.latent_avg_source
+        self.lpips = parts.lpips.to(dev) if parts.lpips is not None else None
+        self.arcface = parts.arcface.to(dev) if parts.arcface is not None else None
+        self.enc = parts.encoder.to(dev)
         self.enc.set_latent_avg(self.g.latent_avg)
         self.models = {"psp": self.enc}
         self.opt = make_optimizer(cfg, self.enc.parameters())
         self.optimizers = {"psp": self.opt}
-        res = self.g.resolution
-        full = LMDBImages(check_lmdb(face), res)
-        train_idx, held_idx = split_indices(len(full), cfg.holdout, cfg.loop.seed)
-        self.train_set = LMDBImages(face, res, train_idx)
-        self.held_set = LMDBImages(face, res, held_idx) if held_idx else None
+        self.train_set, self.held_set = parts.train_set, parts.held_set
         self.loader = StepLoader(self.train_set.as_uint8(), cfg.loop.batch, cfg.loop.seed,
                                  dist.rank, dist.world, cfg.loop.workers)
-        self.log(f"generator {res}px, {self.g.n_latent} w-vectors; {len(train_idx)} training "
-                 f"faces, {len(held_idx)} held out; loss weights {self.weights}; optimiser "
-                 f"{cfg.optimizer} lr {cfg.lr} betas {resolved_betas(cfg)}; {cfg.train_noise} "
-                 f"noise in the loss; latent average from the {self.latent_avg_source}")
+        self.log(f"generator {self.g.resolution}px, {self.g.n_latent} w-vectors; "
+                 f"{len(self.train_set)} training faces, "
+                 f"{len(self.held_set) if self.held_set else 0} held out; loss weights "
+                 f"{self.weights}; optimiser {cfg.optimizer} lr {cfg.lr} betas "
+                 f"{resolved_betas(cfg)}; {cfg.train_noise} noise in the loss; latent average "
+                 f"from the {self.latent_avg_source}")
+
+    @classmethod
+    def from_paths(cls, cfg: PSPConfig, dist, out, face: str, generator: str) -> "PSPTrainer":
+        """The generator checkpoint ``generator``, the configured loss networks (terms without
+        weights switched off, with a warning) and the face LMDB ``face``."""
+        check_options(cfg)
+        dev = dist.device
+        g = load_generator(generator, map_location=dev)
+        source = latent_avg_source(g, generator, dist.log)
+        weights = active_weights(cfg, dist.log)
+        lpips = (load_lpips(cfg.lpips_weights, map_location=dev, backbone=cfg.lpips_backbone)
+                 if weights["lpips"] else None)
+        arcface = load_arcface(cfg.arcface_weights, map_location=dev) if weights["id"] else None
+        encoder = build_encoder(cfg, g)
+        full = LMDBImages(check_lmdb(face), g.resolution)
+        train_idx, held_idx = split_indices(len(full), cfg.holdout, cfg.loop.seed)
+        held = LMDBImages(face, g.resolution, held_idx) if held_idx else None
+        parts = PSPParts(g, encoder, weights, lpips, arcface, source,
+                         LMDBImages(face, g.resolution, train_idx), held)
+        return cls(cfg, dist, out, parts)
 
     def get_batch(self, step):
         batch = {"x": to_unit(to_device(self.loader.get(step), self.device))}
@@ -259,7 +303,7 @@ def main(argv=None):
         p.add_argument("--generator", required=True, help="BlendGAN (or StyleGAN2) checkpoint")
 
     return train_main(argv, PSPConfig,
-                      lambda cfg, dist, out, a: PSPTrainer(cfg, dist, out, a.face, a.generator),
+                      lambda cfg, dist, out, a: PSPTrainer.from_paths(cfg, dist, out, a.face, a.generator),
                       __doc__.split("\n\n")[0], add)
 
 

@@ -12,13 +12,13 @@ config and the images it saw.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import os
 import sys
-from pathlib import Path
 
 import torch
+
+from basics.files import sha256_file, write_json_atomic
+
+from ..checkpoint import save_atomic
 
 KEEP = ("g_ema", "d", "latent_avg", "config", "extra")
 
@@ -28,12 +28,8 @@ def release(src, dst) -> dict:
     missing = [k for k in ("g_ema", "d", "latent_avg") if k not in payload]
     if missing:
         raise ValueError(f"{src}: not a StyleGAN2 training checkpoint (no {', '.join(missing)})")
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    torch.save({k: payload[k] for k in KEEP if k in payload}, tmp)
-    os.replace(tmp, dst)
-    digest = hashlib.sha256(dst.read_bytes()).hexdigest()
+    dst = save_atomic({k: payload[k] for k in KEEP if k in payload}, dst)
+    digest = sha256_file(dst)
     extra = payload.get("extra") or {}
     return {"file": dst.name, "sha256": digest, "size": dst.stat().st_size,
             "images": extra.get("images"), "config": payload.get("config") or {}}
@@ -50,7 +46,7 @@ def main(argv=None) -> int:
     except ValueError as err:
         sys.exit(f"error: {err}")
     if a.record:
-        Path(a.record).write_text(json.dumps(rec, indent=1) + "\n")
+        write_json_atomic(a.record, rec)
     print(f"{a.out}: sha256 {rec['sha256']}, {rec['size']:,} bytes, {rec['images']} images")
     return 0
 

@@ -19,12 +19,16 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..images import LMDBImages, to_unit
 from ..style_encoder import StyleEncoder
 from .augment import AffineAugment
 from .config import LoopConfig
-from .core import Phase, Trainer, gather_rows, step_generator, to_device
-from .data import LMDBImages, StepLoader, check_lmdb, split_indices, to_unit
+from .data import StepLoader, check_lmdb, split_indices
+from .distributed import gather_rows
 from .losses import nt_xent
+from .placement import to_device
+from .seeding import step_generator
+from .trainer import Phase, Trainer
 
 
 @dataclass(frozen=True)
@@ -82,23 +86,39 @@ def build_encoder(cfg: StyleEncoderConfig, log=print) -> StyleEncoder:
     return enc
 
 
+@dataclass(frozen=True)
+class StyleEncoderParts:
+    encoder: StyleEncoder                 # with its projection head; the VGG stays frozen
+    train_set: LMDBImages
+    held_set: LMDBImages | None           # images kept out of training (evaluation, probes)
+
+
 class StyleEncoderTrainer(Trainer):
     name = "style_encoder"
 
-    def __init__(self, cfg: StyleEncoderConfig, dist, out, data: str):
+    def __init__(self, cfg: StyleEncoderConfig, dist, out, parts: StyleEncoderParts):
         super().__init__(cfg, dist, out)
-        self.enc = build_encoder(cfg, self.log).to(self.device)
+        self.enc = parts.encoder.to(self.device)
         self.models = {"style_encoder": self.enc}
         self.opt = torch.optim.Adam(self.enc.trainable_parameters(), lr=cfg.lr, betas=cfg.betas)
         self.optimizers = {"style_encoder": self.opt}
-        full = LMDBImages(check_lmdb(data), cfg.resolution)
-        train_idx, held_idx = split_indices(len(full), cfg.holdout, cfg.loop.seed)
-        self.train_set = LMDBImages(data, cfg.resolution, train_idx)
-        self.held_set = LMDBImages(data, cfg.resolution, held_idx) if held_idx else None
+        self.train_set, self.held_set = parts.train_set, parts.held_set
         self.loader = StepLoader(self.train_set.as_uint8(), cfg.loop.batch, cfg.loop.seed,
                                  dist.rank, dist.world, cfg.loop.workers)
-        self.log(f"{len(self.train_set)} training images, {len(held_idx)} held out, "
+        self.log(f"{len(self.train_set)} training images, "
+                 f"{len(self.held_set) if self.held_set else 0} held out, "
                  f"Gram dim {self.enc.gram.dim}")
+
+    @classmethod
+    def from_paths(cls, cfg: StyleEncoderConfig, dist, out, data: str) -> "StyleEncoderTrainer":
+        """A fresh encoder on the style LMDB ``data``, ``holdout`` of its images kept out."""
+        encoder = build_encoder(cfg, dist.log)
+        full = LMDBImages(check_lmdb(data), cfg.resolution)
+        train_idx, held_idx = split_indices(len(full), cfg.holdout, cfg.loop.seed)
+        parts = StyleEncoderParts(
+            encoder, LMDBImages(data, cfg.resolution, train_idx),
+            LMDBImages(data, cfg.resolution, held_idx) if held_idx else None)
+        return cls(cfg, dist, out, parts)
 
     def views(self, images, gen, local=True):
         n = images.shape[0] * (self.dist.world if local else 1)
@@ -203,7 +223,7 @@ def main(argv=None):
     from .cli import train_main
     return train_main(
         argv, StyleEncoderConfig,
-        lambda cfg, dist, out, a: StyleEncoderTrainer(cfg, dist, out, a.data),
+        lambda cfg, dist, out, a: StyleEncoderTrainer.from_paths(cfg, dist, out, a.data),
         __doc__.split("\n\n")[0],
         lambda p: p.add_argument("--data", required=True, help="AAHQ (style) LMDB folder"))
 

@@ -15,21 +15,26 @@ this run's resolved config and counters (extra keys that rosinality's loaders ig
 from __future__ import annotations
 
 import copy
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
+from ..checkpoint import save_atomic
+from ..images import LMDBImages, to_unit
 from ..stylegan2 import Discriminator, Generator
 from .augment import hflip
 from .config import LoopConfig
-from .core import Phase, Trainer, all_reduce_mean_, lazy_adam, step_generator, to_device
+from .data import StepLoader, check_lmdb
 from .diffaugment import diff_augment, parse_policy
-from .data import LMDBImages, StepLoader, check_lmdb, to_unit
-from .losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
+from .losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss, g_path_length
+from .optim import lazy_adam
+from .placement import to_device
+from .seeding import step_generator
+from .gan import GANTrainer
 
 
 @dataclass(frozen=True)
@@ -61,30 +66,48 @@ class StyleGAN2Config:
         snapshot_every=200_000, eval_every=0))
 
 
-class StyleGAN2Trainer(Trainer):
+@dataclass(frozen=True)
+class StyleGAN2Parts:
+    g: Generator                          # trained
+    d: Discriminator
+    g_ema: Generator                      # the EMA copy of g (what the checkpoint ships)
+    reals: Dataset                        # natural images at the training resolution
+
+
+def build_networks(cfg: StyleGAN2Config) -> dict:
+    """G, D and G's EMA copy, freshly initialised from the run's seed."""
+    torch.manual_seed(cfg.loop.seed)
+    widths = dict(channel_multiplier=cfg.channel_multiplier, channel_base=cfg.channel_base,
+                  channel_max=cfg.channel_max)
+    g = Generator(cfg.resolution, cfg.style_dim, cfg.n_mlp, lr_mlp=cfg.lr_mlp, **widths)
+    d = Discriminator(cfg.resolution, stddev_group=cfg.stddev_group, **widths)
+    return {"g": g, "d": d, "g_ema": copy.deepcopy(g).eval().requires_grad_(False)}
+
+
+class StyleGAN2Trainer(GANTrainer):
     name = "stylegan2"
 
-    def __init__(self, cfg: StyleGAN2Config, dist, out, data: str):
+    def __init__(self, cfg: StyleGAN2Config, dist, out, parts: StyleGAN2Parts):
         super().__init__(cfg, dist, out)
-        torch.manual_seed(cfg.loop.seed)
-        widths = dict(channel_multiplier=cfg.channel_multiplier, channel_base=cfg.channel_base,
-                      channel_max=cfg.channel_max)
-        g = Generator(cfg.resolution, cfg.style_dim, cfg.n_mlp, lr_mlp=cfg.lr_mlp, **widths)
-        d = Discriminator(cfg.resolution, stddev_group=cfg.stddev_group, **widths)
-        g_ema = copy.deepcopy(g).eval().requires_grad_(False)
-        self.models = {"g": g.to(self.device), "d": d.to(self.device),
-                       "g_ema": g_ema.to(self.device)}
+        self.models = {"g": parts.g.to(self.device), "d": parts.d.to(self.device),
+                       "g_ema": parts.g_ema.to(self.device)}
         self.g, self.d, self.g_ema = self.models["g"], self.models["d"], self.models["g_ema"]
-        self.g_opt = lazy_adam(self.g.parameters(), cfg.lr, cfg.betas, cfg.g_reg_every)
-        self.d_opt = lazy_adam(self.d.parameters(), cfg.lr, cfg.betas, cfg.d_reg_every)
+        self.g_params, self.d_params = list(self.g.parameters()), list(self.d.parameters())
+        self.g_opt = lazy_adam(self.g_params, cfg.lr, cfg.betas, cfg.g_reg_every)
+        self.d_opt = lazy_adam(self.d_params, cfg.lr, cfg.betas, cfg.d_reg_every)
         self.optimizers = {"g": self.g_opt, "d": self.d_opt}
         self.ema_pairs = [("g_ema", "g")]
         self.ema_half_life = cfg.ema_half_life_images
         self.augment = parse_policy(cfg.diff_augment)
-        self.mean_path_length = torch.zeros((), device=self.device)
-        self.images = LMDBImages(check_lmdb(data), cfg.resolution)
-        self.loader = StepLoader(self.images.as_uint8(), cfg.loop.batch, cfg.loop.seed,
+        self.loader = StepLoader(parts.reals.as_uint8(), cfg.loop.batch, cfg.loop.seed,
                                  dist.rank, dist.world, cfg.loop.workers)
+
+    @classmethod
+    def from_paths(cls, cfg: StyleGAN2Config, dist, out, data: str) -> "StyleGAN2Trainer":
+        """Fresh networks on the natural-face LMDB ``data``."""
+        parts = StyleGAN2Parts(**build_networks(cfg),
+                               reals=LMDBImages(check_lmdb(data), cfg.resolution))
+        return cls(cfg, dist, out, parts)
 
     # ----------------------------------------------------------------------- batches
     def get_batch(self, step):
@@ -138,36 +161,10 @@ class StyleGAN2Trainer(Trainer):
         cfg = self.cfg
         b = max(1, mb["z_g"].shape[1] // cfg.path_batch_shrink)
         fake, latents = self.fake(mb["z_g"][:, :b], mb["inject"], return_latents=True)
-        noise = torch.randn_like(fake) / np.sqrt(fake.shape[2] * fake.shape[3])
-        (grad,) = torch.autograd.grad((fake * noise).sum(), latents, create_graph=True)
-        lengths = torch.sqrt(grad.pow(2).sum(2).mean(1))
-        mean_now = lengths.detach().mean().reshape(1)
-        all_reduce_mean_([mean_now], self.dist)
-        self.mean_path_length = (self.mean_path_length
-                                 + cfg.path_decay * (mean_now[0] - self.mean_path_length))
-        penalty = (lengths - self.mean_path_length).pow(2).mean()
+        penalty, self.mean_path_length, lengths = g_path_length(
+            fake, latents, self.mean_path_length, cfg.path_decay, self.dist)
         loss = cfg.path_regularize * cfg.g_reg_every * penalty
         return loss, {"path_penalty": penalty, "path_length": lengths.mean()}
-
-    def phases(self):
-        cfg = self.cfg
-        g_params, d_params = list(self.g.parameters()), list(self.d.parameters())
-        phases = [Phase("G_main", g_params, self.g_opt, self.g_main)]
-        if cfg.path_regularize > 0 and cfg.g_reg_every > 0:
-            phases.append(Phase("G_reg", g_params, self.g_opt, self.g_reg, cfg.g_reg_every,
-                                double_backward=True))
-        phases.append(Phase("D_main", d_params, self.d_opt, self.d_main))
-        if cfg.r1 > 0 and cfg.d_reg_every > 0:
-            phases.append(Phase("D_reg", d_params, self.d_opt, self.d_reg, cfg.d_reg_every,
-                                double_backward=True))
-        return phases
-
-    def extra_state(self):
-        return {"mean_path_length": self.mean_path_length.detach().cpu()}
-
-    def load_extra_state(self, state):
-        if "mean_path_length" in state:
-            self.mean_path_length = state["mean_path_length"].to(self.device)
 
     # ----------------------------------------------------------------------- outputs
     @torch.no_grad()
@@ -185,12 +182,7 @@ class StyleGAN2Trainer(Trainer):
         payload["latent_avg"] = self.g_ema.mean_latent(4096, seed=0)[0].cpu()
         payload.update(config=config, extra={**extra, "trainer": "stylegan2",
                                              "mean_path_length": float(self.mean_path_length)})
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-        return path
+        return save_atomic(payload, path)
 
 
 def main(argv=None):
@@ -200,7 +192,7 @@ def main(argv=None):
         p.add_argument("--data", required=True, help="natural-face (FFHQ) LMDB folder")
 
     return train_main(argv, StyleGAN2Config,
-                      lambda cfg, dist, out, a: StyleGAN2Trainer(cfg, dist, out, a.data),
+                      lambda cfg, dist, out, a: StyleGAN2Trainer.from_paths(cfg, dist, out, a.data),
                       __doc__.split("\n\n")[0], add)
 
 

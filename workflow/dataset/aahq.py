@@ -22,11 +22,11 @@ from tqdm import tqdm
 from workflow.errors import InputError, read_json, run_cli
 
 from .download import Downloader
+from .download_cli import add_client_args, client_from_args, finish
 from .http_client import ChallengeError
-from .landmarks import clean_points
-from .manifest import Manifest, record_key, write_json_atomic
+from .landmarks import clean_points, write_landmark_file
+from .manifest import Manifest, record_key
 from .names import sanitize_name, unique_names
-from .scrape import add_client_args, client_from_args, finish
 
 ENTRY_PROJECT = "aahq_entry"  # project_id of the manifest records of unusable JSON entries
 
@@ -70,7 +70,7 @@ def write_landmarks(out: Path, manifest: Manifest, images: dict) -> int:
         rel = Path(rec["path"]).relative_to("images").as_posix()
         table[rel] = {"landmarks": faces[0]["landmarks"], "image_url": images[raw]["image_url"],
                       "raw_name": raw, "aligned_name": faces[0]["aligned_name"], "faces": faces}
-    write_json_atomic(out / "landmarks.json", table)
+    write_landmark_file(out / "landmarks.json", table)
     return len(table)
 
 

@@ -20,6 +20,7 @@ import scipy.ndimage
 from PIL import Image, ImageFilter
 from tqdm import tqdm
 
+from basics.files import atomic_output, atomic_write
 from basics.images import DEFAULT_MAX_PIXELS, ImageRejected, load_rgb, to_rgb
 from workflow.dataset.landmarks import POINT_NAMES, read_landmark_file, to_points
 from workflow.dataset.names import sanitize_name, unique_names
@@ -228,9 +229,8 @@ def _align_one(task):
         # Already an FFHQ crop: its quad is the whole image, so only resize. Realigning would
         # reflect-pad and blur the border band, as the FFHQ recipe does at image edges.
         crop = img if img.size == (size, size) else img.resize((size, size), Image.LANCZOS)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    crop.save(tmp, format="PNG", compress_level=1)
-    os.replace(tmp, out_path)
+    with atomic_output(out_path) as tmp:
+        crop.save(tmp, format="PNG", compress_level=1)
     record.update(geometry, status="aligned", aligned=out_path.name)
     return record
 
@@ -272,11 +272,7 @@ def align_folder(raw_dir, landmark_file, out_dir, records_path, size=256, method
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
-    tmp = Path(str(records_path) + ".tmp")
-    with open(tmp, "w") as f:
-        for n in names:
-            f.write(json.dumps(done[n], sort_keys=True) + "\n")
-    os.replace(tmp, records_path)
+    atomic_write(records_path, "".join(json.dumps(done[n], sort_keys=True) + "\n" for n in names))
     partial.unlink()
     return [done[n] for n in names]
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from collections import Counter
@@ -10,9 +9,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from workflow.dataset.filter import read_jsonl, write_text_atomic
+from basics.files import atomic_output, atomic_write, write_json_atomic
 from basics.images import ImageRejected, load_rgb
-from workflow.errors import add_debug_flag, run_cli
+from basics.lmdb_format import read_header
+from workflow.errors import add_debug_flag, read_jsonl, run_cli
 
 TILE = 96
 
@@ -21,7 +21,7 @@ def _tile(path, label: str, colour) -> Image.Image:
     tile = Image.new("RGB", (TILE, TILE + 14), (40, 40, 40))
     if path is not None:
         try:
-            img = load_rgb(path, max_pixels=60_000_000)
+            img = load_rgb(path)
             img.thumbnail((TILE, TILE))
             tile.paste(img, ((TILE - img.size[0]) // 2, (TILE - img.size[1]) // 2))
         except ImageRejected:
@@ -92,22 +92,17 @@ def main(argv=None):
     p.add_argument("--out-dir", required=True, help="writes card.json, card.md, contact_sheet.png")
     add_debug_flag(p)
     a = p.parse_args(argv)
-    records = read_jsonl(a.records)
+    records = read_jsonl(a.records, "alignment records")
     accepted = [line.strip() for line in Path(a.accepted).read_text().splitlines() if line.strip()]
-    rejections = read_jsonl(a.rejections)
-    meta = None
-    if a.lmdb:
-        import lmdb
-        with lmdb.open(a.lmdb, readonly=True, lock=False) as env, env.begin() as txn:
-            meta = json.loads(txn.get(b"metadata"))
+    rejections = read_jsonl(a.rejections, "rejections file")
+    meta = read_header(a.lmdb)[1] if a.lmdb else None
     out = Path(a.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     card = build_card(a.name, records, accepted, rejections, meta)
     sheet = contact_sheet(accepted, rejections, records, a.aligned, a.raw)
-    sheet.save(out / "contact_sheet.png.tmp.png")
-    (out / "contact_sheet.png.tmp.png").replace(out / "contact_sheet.png")
-    write_text_atomic(out / "card.json", json.dumps(card, indent=1) + "\n")
-    write_text_atomic(out / "card.md", card_markdown(card))
+    with atomic_output(out / "contact_sheet.png") as tmp:
+        sheet.save(tmp, format="PNG")
+    write_json_atomic(out / "card.json", card)
+    atomic_write(out / "card.md", card_markdown(card))
     print(card_markdown(card))
 
 

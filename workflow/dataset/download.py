@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
+from basics.files import sha256_file
+from basics.images import DEFAULT_MAX_PIXELS
+
 from .http_client import FetchError, PoliteClient
-from .manifest import (Manifest, make_record, read_records, record_key, write_json_atomic,
-                       write_jsonl_atomic)
+from .manifest import Manifest, make_record, record_key
 from .names import sanitize_name
 
-DEFAULT_MAX_PIXELS = 50_000_000  # same cap as basics.images
 FORMAT_EXT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
 
 
@@ -110,10 +109,14 @@ def fetch_image(client: PoliteClient, urls: list[str], folder: Path, stem: str,
 
 
 def part_name(path: Path) -> Path:
+    """Where verified bytes wait for their manifest record. Not basics.files.atomic_output:
+    the rename must come after the record is appended, and a rerun must find the bytes under
+    a name it can derive from the record (see Downloader.recover)."""
     return path.with_name(f".{path.name}.part")
 
 
 def commit(fetched: Fetched) -> None:
+    """Move recorded bytes from their `.part` name to their file name."""
     os.replace(fetched.tmp, fetched.path)
 
 
@@ -148,7 +151,7 @@ class Downloader:
             if path.is_file():
                 continue
             tmp = part_name(path)
-            if tmp.is_file() and hashlib.sha256(tmp.read_bytes()).hexdigest() == rec.get("sha256"):
+            if tmp.is_file() and sha256_file(tmp) == rec.get("sha256"):
                 os.replace(tmp, path)
             else:  # the record cannot be honoured: forget it so the asset is fetched again
                 self.manifest.append({**rec, "status": "failed", "reason": "file_missing",
@@ -199,62 +202,3 @@ class Downloader:
 def _stem(rel_path: str) -> str:
     """images/x.tar.jpg -> images/x.tar: the stem that fetch_image was given."""
     return rel_path.rsplit(".", 1)[0] if "." in rel_path.rsplit("/", 1)[-1] else rel_path
-
-
-def link_or_copy(src: Path, dst: Path) -> None:
-    """dst as a hard link to src (a symlink when src is one or links fail, a copy last)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.part")
-    if tmp.exists() or tmp.is_symlink():
-        tmp.unlink()
-    if src.is_symlink():
-        os.symlink(os.path.realpath(src), tmp)
-    else:
-        try:
-            os.link(src, tmp)
-        except OSError:
-            try:
-                os.symlink(src.resolve(), tmp)
-            except OSError:
-                shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
-def publish(work: Path, dest: Path, keys=None, limit: int | None = None) -> int:
-    """Expose a finished work folder at `dest`: images/ (links to the `ok` files), the manifest
-    and the landmark file when present, restricted to the records whose key is in `keys` (when
-    given) and to the first `limit` ok records (when given), so that lowering a limit shrinks
-    the published set. Workflow rules download into a work folder that the workflow manager
-    never deletes, then publish, so a failed or forced job resumes instead of starting over.
-    Returns the number of images published."""
-    work, dest = Path(work), Path(dest)
-    if work.resolve() == dest.resolve():
-        raise ValueError("--publish must differ from --out")
-    records, n_ok = [], 0
-    for rec in read_records(work / "manifest.jsonl"):
-        if keys is not None and record_key(rec) not in keys:
-            continue
-        if rec.get("status") == "ok":
-            if limit is not None and n_ok >= limit:
-                continue
-            n_ok += 1
-        records.append(rec)
-    dest.mkdir(parents=True, exist_ok=True)
-    staging = dest / ".images.publishing"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    published = set()
-    for rec in records:
-        if rec.get("status") == "ok":
-            rel = Path(rec["path"]).relative_to("images")
-            link_or_copy(work / rec["path"], staging / rel)
-            published.add(rel.as_posix())
-    if (dest / "images").exists():
-        shutil.rmtree(dest / "images")
-    os.replace(staging, dest / "images")
-    if (work / "landmarks.json").exists():
-        table = json.loads((work / "landmarks.json").read_text(encoding="utf-8"))
-        write_json_atomic(dest / "landmarks.json", {k: v for k, v in table.items() if k in published})
-    write_jsonl_atomic(dest / "manifest.jsonl", records)  # last: it marks completion
-    return len(published)

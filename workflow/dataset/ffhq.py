@@ -21,17 +21,18 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from tqdm import tqdm
 
+from basics.files import link_or_copy
 from workflow.errors import InputError, read_json, run_cli
 
-from .download import Downloader, ImageCheckError, check_image, link_or_copy
+from .download import FORMAT_EXT, Downloader, ImageCheckError, check_image
+from .download_cli import add_client_args, client_from_args, finish
 from .http_client import ChallengeError
-from .landmarks import clean_points
-from .manifest import Manifest, make_record, write_json_atomic
+from .landmarks import clean_points, write_landmark_file
+from .manifest import Manifest, make_record
 from .names import sanitize_name, unique_names
-from .scrape import add_client_args, client_from_args, finish
 from .values import text, web_url
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
+IMAGE_EXTENSIONS = {".jpeg", *FORMAT_EXT.values()}  # what check_image accepts (no TIFF)
 
 
 def four_points(landmarks68) -> dict:
@@ -178,7 +179,7 @@ def fetch_from_metadata(args) -> int:
                 rel = Path(rec["path"]).relative_to("images").as_posix()
                 table[rel] = {"landmarks": landmarks_by_key[rec["asset_id"]], "ffhq_index": rec["asset_id"],
                               "image_url": rec["url"]}
-        write_json_atomic(args.out / "landmarks.json", table)
+        write_landmark_file(args.out / "landmarks.json", table)
         manifest.close()
     c = downloader.counts
     print(f"ffhq: {c['ok']} downloaded, {c['failed']} failed, {c['skipped']} skipped this run; "

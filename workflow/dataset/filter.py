@@ -29,6 +29,7 @@ import scipy.ndimage
 from PIL import Image
 from tqdm import tqdm
 
+from basics.files import atomic_write
 from workflow import errors
 from workflow.dataset.pool import process_pool
 from workflow.errors import add_debug_flag, run_cli
@@ -154,16 +155,6 @@ def filter_records(records: list[dict], aligned_dir, cfg: FilterConfig, workers:
     return accepted_names, rejections, stats
 
 
-def read_jsonl(path) -> list[dict]:
-    return errors.read_jsonl(path)
-
-
-def write_text_atomic(path, text: str) -> None:
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m workflow.dataset.filter", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -185,11 +176,11 @@ def main(argv=None):
         except (json.JSONDecodeError, TypeError, ValueError) as exc:
             raise errors.InputError(f"--settings: not a JSON object of filter settings ({exc})") from None
     cfg = FilterConfig.from_dict(cfg_dict)
-    records = read_jsonl(a.records)
+    records = errors.read_jsonl(a.records, "alignment records")
     accepted, rejections, _ = filter_records(records, a.aligned, cfg, a.workers)
     by_name = {r["name"]: r["aligned"] for r in records}
-    write_text_atomic(a.accepted, "".join(by_name[n] + "\n" for n in accepted))
-    write_text_atomic(a.rejections, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rejections))
+    atomic_write(a.accepted, "".join(by_name[n] + "\n" for n in accepted))
+    atomic_write(a.rejections, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rejections))
     counts = Counter(r["reason"] for r in rejections)
     print(f"accepted {len(accepted)} of {len(records)}; rejected: {dict(sorted(counts.items()))}")
     print(f"settings: {json.dumps(asdict(cfg))}")

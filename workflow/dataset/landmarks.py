@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from basics.files import write_json_atomic
 from workflow.dataset.pool import process_pool
 from workflow.errors import add_debug_flag, run_cli
 
@@ -156,11 +156,11 @@ def load_landmark_file(path) -> dict:
     return read_landmark_file(path)[0]
 
 
-def write_json_atomic(path, obj) -> None:
-    tmp = Path(str(path) + ".tmp")
-    with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
-        json.dump(obj, f, indent=1, sort_keys=True, allow_nan=False)
-    os.replace(tmp, path)
+def write_landmark_file(path, table: dict) -> None:
+    """Write a landmark file {name: entry} atomically and durably. ASCII JSON, so that names and
+    URLs from untrusted sources (lone surrogates included) are written as escapes, never an
+    encoding error; NaN is refused rather than written as JSON that strict readers reject."""
+    write_json_atomic(path, table, sort_keys=True, allow_nan=False, fsync=True)
 
 
 def _entry(shapes_and_boxes, backend: str) -> dict | None:
@@ -288,7 +288,7 @@ def build_landmark_file(raw_dir, out_path, backend="file", source_file=None, wor
         finally:
             if pool:
                 pool.shutdown(cancel_futures=True)
-    write_json_atomic(out_path, result)
+    write_landmark_file(out_path, result)
     return result
 
 

@@ -12,6 +12,8 @@ import json
 import os
 from pathlib import Path
 
+from basics.files import atomic_write
+
 STATUSES = ("ok", "skipped", "failed")
 
 # Every asset record carries these keys (None where unknown), in this order.
@@ -120,37 +122,5 @@ class Manifest:
 
 
 def write_jsonl_atomic(path: str | os.PathLike, records) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        for record in records:
-            f.write(json_line(record))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
-        json.dump(obj, f, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """`records` as JSON lines, replacing `path` atomically and durably (it marks completion)."""
+    atomic_write(path, b"".join(json_line(record) for record in records), fsync=True)

@@ -1,15 +1,13 @@
 """LMDB packing compatible with rosinality/stylegan2-pytorch readers (method 2.5).
 
-Keys: f"{size}-{index:05d}" -> encoded image bytes, "length" -> count as ASCII digits, and
-"metadata" -> a JSON record (names in index order, sizes, format, index width, provenance).
-Index order is the sorted file names. The database is built in a temporary folder and renamed
-into place only when complete, so a killed run never leaves a half-written dataset behind.
+The keys and records are basics.lmdb_format's. Index order is the sorted file names. The
+database is built in a temporary folder and renamed into place only when complete, so a killed
+run never leaves a half-written dataset behind.
 """
 from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import shutil
 import sys
@@ -19,19 +17,11 @@ import lmdb
 from PIL import Image
 from tqdm import tqdm
 
+from basics.lmdb_format import header_records, image_key, index_width
 from workflow.dataset.pool import process_pool
 from workflow.errors import add_debug_flag, read_json, run_cli
 
 FORMATS = {"jpeg": "JPEG", "png": "PNG"}
-
-
-def index_width(count: int) -> int:
-    """Five digits as rosinality's readers expect; wider only when the dataset needs it."""
-    return max(5, len(str(max(count - 1, 0))))
-
-
-def lmdb_key(size: int, index: int, width: int = 5) -> bytes:
-    return f"{size}-{str(index).zfill(width)}".encode("utf-8")
 
 
 def encode_sizes(path, sizes, fmt: str = "jpeg", quality: int = 95) -> list[bytes]:
@@ -78,7 +68,7 @@ def pack_lmdb(names, image_dir, out_path, sizes, fmt="jpeg", quality=95, workers
         for index, blobs in enumerate(tqdm(encoded, total=len(tasks), desc=f"pack {out_path.name}",
                                            unit="img", disable=None)):
             for size, blob in zip(sizes, blobs):
-                txn.put(lmdb_key(size, index, width), blob)
+                txn.put(image_key(size, index, width), blob)
             if (index + 1) % batch == 0:  # bounded transactions keep memory flat
                 txn.commit()
                 txn = env.begin(write=True)
@@ -89,8 +79,8 @@ def pack_lmdb(names, image_dir, out_path, sizes, fmt="jpeg", quality=95, workers
                     f"more than 99,999 images: index zero-padded to {width} digits",
             "names": names, "provenance": provenance or {},
         }
-        txn.put(b"length", str(len(names)).encode("utf-8"))
-        txn.put(b"metadata", json.dumps(metadata).encode("utf-8"))
+        for key, value in header_records(len(names), metadata).items():
+            txn.put(key, value)
         txn.commit()
         env.sync()
     finally:

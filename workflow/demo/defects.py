@@ -11,7 +11,6 @@ corrupt files, and the oversized image. Every file is written to a temporary nam
 from __future__ import annotations
 
 import io
-import os
 import struct
 import zlib
 
@@ -115,13 +114,6 @@ def encode(im: Image.Image, fmt: str, rng: np.random.Generator) -> bytes:
     else:
         im.save(buf, "PNG", compress_level=1)
     return buf.getvalue()
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def truncate(data: bytes, rng: np.random.Generator) -> bytes:

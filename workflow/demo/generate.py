@@ -30,6 +30,7 @@ from multiprocessing import get_context
 import numpy as np
 from scipy import ndimage
 
+from basics.files import atomic_write, write_json_atomic
 from workflow.dataset.pool import die_with_parent
 
 from . import defects as D
@@ -121,7 +122,7 @@ def make_image(task) -> tuple[str, dict, dict | None]:
         ext = D.EXT[fmt]
         name = f"{dataset}_{index:05d}{ext}"
         rec.update(identity=None, style=None, mode=None)
-        D.write_atomic(os.path.join(cfg["out"], dataset, "raw", name), D.corrupt_bytes(ext, rng))
+        atomic_write(os.path.join(cfg["out"], dataset, "raw", name), D.corrupt_bytes(ext, rng))
         return name, rec, None
     if defect == "no_face":
         scene = Scene(w, h, [], [idents[0]], _props(rng, w, h))
@@ -169,7 +170,7 @@ def make_image(task) -> tuple[str, dict, dict | None]:
         lm = None  # a detector cannot read it
     rec["size"] = [w, h]
     name = _name(dataset, index, fmt)
-    D.write_atomic(os.path.join(cfg["out"], dataset, "raw", name), data)
+    atomic_write(os.path.join(cfg["out"], dataset, "raw", name), data)
     return name, rec, lm
 
 
@@ -195,7 +196,7 @@ def make_duplicate(task) -> tuple[str, dict, dict | None]:
                    qsize=round(src_rec["qsize"] * sx, 2),
                    pose=dict(src_rec["pose"], x=x, y=y, scale=src_rec["pose"]["scale"] * sx))
     rec["format"] = "PNG" if name.endswith(".png") else "JPEG"
-    D.write_atomic(os.path.join(raw, name), data)
+    atomic_write(os.path.join(raw, name), data)
     return name, rec, lm
 
 
@@ -204,10 +205,6 @@ def _run(fn, tasks, pool, desc):
     it = pool.imap_unordered(fn, tasks, chunksize=4) if pool else map(fn, tasks)
     interval = 0.2 if sys.stderr.isatty() else 10.0  # keep logs short when not on a terminal
     return list(tqdm(it, total=len(tasks), desc=desc, unit="img", file=sys.stderr, mininterval=interval))
-
-
-def _dump(path, obj):
-    D.write_atomic(path, json.dumps(obj, indent=1, sort_keys=True).encode())
 
 
 def generate(out: str, seed: int = 0, n_style: int = 800, n_face: int = 400, canvas: int = 448,
@@ -251,8 +248,8 @@ def generate(out: str, seed: int = 0, n_style: int = 800, n_face: int = 400, can
             if r["defect"] is None:
                 modes[r["mode"]] = modes.get(r["mode"], 0) + 1
         truth["modes"][d] = modes
-        _dump(os.path.join(out, d, "landmarks.json"), lms)
-    _dump(os.path.join(out, "truth.json"), truth)
+        write_json_atomic(os.path.join(out, d, "landmarks.json"), lms, sort_keys=True)
+    write_json_atomic(os.path.join(out, "truth.json"), truth, sort_keys=True)
     return truth
 
 

@@ -13,13 +13,14 @@ it leaves every dataset file byte-identical.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+
+from basics.files import atomic_write, write_json_atomic
 
 from . import defects as D
 from .identity import (BG, CLOTHES, EYE_WHITE, FACE, HAIR_BACK, HAIR_FRONT, IRIS, LIPS, PUPIL,
@@ -83,11 +84,9 @@ def render_reference(seed: int = 0, style: str = "thermal", canvas: int = 448,
 
 def write_reference(out: str, seed: int = 0, style: str = "thermal", size: int = 256) -> dict:
     crop, record = render_reference(seed, style, size=size)
-    os.makedirs(out, exist_ok=True)
     record["file"] = "reference.png"
-    D.write_atomic(os.path.join(out, "reference.png"), D.encode(crop, "PNG", None))
-    D.write_atomic(os.path.join(out, "reference.json"),
-                   json.dumps(record, indent=1, sort_keys=True).encode())
+    atomic_write(os.path.join(out, "reference.png"), D.encode(crop, "PNG", None))
+    write_json_atomic(os.path.join(out, "reference.json"), record, sort_keys=True)
     return record
 
 

@@ -6,7 +6,7 @@
 Two generators (the Gram-embedding ablation, ``style_embedding: gram``, and the learned-encoder
 BlendGAN) stylise the same face codes with the same references at i = 0 (every layer styled).
 Each reference is embedded by its own generator's style front end (Gram vector, or E_style's
-code). Content = the identity descriptor of ``identity.py`` (ArcFace IR-SE50 when given, else
+code). Content = the identity descriptor of ``face_identity.py`` (ArcFace IR-SE50 when given, else
 dlib's ResNet). For every output o(f, r) of face f and reference r:
 - ``reference_gap``: cos(o, ref r) - mean cos(o, other refs). > 0: the output carries content
   of its own reference (leakage).
@@ -29,55 +29,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .common import (face_codes, lmdb_images, machine, not_computed, pick_device, to_uint8,
-                     write_json)
+from models.checkpoint import load_checkpoint, load_generator
+from workflow.sampling import face_codes, load_models, pick_device, to_uint8
 
-INDICATOR = 0  # every layer styled: where the supplement shows the leakage
-
-
-# ------------------------------------------------------------------------- shared inputs
-def pick_references(style_lmdb, resolution: int, n: int, seed: int, truth=None):
-    """n AAHQ images (seeded); with the demo truth, n with distinct identities."""
-    images, names, _ = lmdb_images(style_lmdb, resolution, None if truth else n, seed)
-    if truth:
-        from .leakage import aligned_name
-        t = json.loads(Path(truth).read_text())["datasets"]["style"]
-        ident = {aligned_name(raw): rec["identity"] for raw, rec in t.items()}
-        order = np.random.default_rng(seed).permutation(len(names))
-        keep, seen = [], set()
-        for i in order:
-            key = ident.get(names[i], f"unknown:{names[i]}")
-            if key not in seen:
-                seen.add(key)
-                keep.append(int(i))
-            if len(keep) == n:
-                break
-        images, names = images[keep], [names[i] for i in keep]
-    return images, names
-
-
-@torch.no_grad()
-def stylised_outputs(g, embed, z, refs, truncation: float):
-    """Natural faces (F, 3, R, R) and outputs at i = 0 (F, R', 3, R, R) of one generator."""
-    dev = next(g.parameters()).device
-    z, refs = z.to(dev), refs.to(dev)
-    codes = embed(refs)
-    natural = g.generate(z, None, 18, truncation)
-    out = torch.stack([g.generate(z[f:f + 1].expand(len(refs), -1), codes, INDICATOR, truncation)
-                       for f in range(len(z))])
-    return natural, out
-
-
-def gram_embedder(g):
-    if g.embedder is None or getattr(g, "style_embedding", "encoder") != "gram":
-        raise SystemExit("--gram-blendgan must be a Gram-embedding BlendGAN (style_embedding: gram, "
-                         "trained by the train_blendgan_gram rule)")
-    return g.embedder
+from .common import machine, not_computed, write_json
+from .face_identity import identity_backend
+from .gram_ablation import INDICATOR, gram_embedder, pick_references, stylised_outputs
 
 
 # ------------------------------------------------------------------------------- scores
@@ -115,7 +76,6 @@ def _describe(backend, images):
 def _trained_images(path):
     """Images seen in training, from a project checkpoint's config (None for other formats)."""
     try:
-        from models.checkpoint import load_checkpoint
         return load_checkpoint(path, build=False)["config"]["loop"]["total_images"]
     except (ValueError, KeyError, TypeError):
         return None
@@ -134,9 +94,6 @@ def evaluate(blendgan, gram_blendgan, style_lmdb, style_encoder=None, truth=None
         return not_computed("ablation_leakage", "no Gram-embedding generator given (train it with "
                             "ablation.enabled or set evaluate.checkpoints.blendgan_gram)",
                             inputs=inputs, settings=settings)
-    from .common import load_models
-    from .identity import identity_backend
-    from models.checkpoint import load_generator
     models = load_models(blendgan, style_encoder, None, device)
     g, enc = models["generator"], models["style_encoder"]
     g_gram = load_generator(gram_blendgan).to(device)

@@ -1,9 +1,12 @@
-"""Small helpers shared by the metrics, figures and the generation CLI."""
+"""Small helpers shared by the metrics and the figures: records, LMDB subsets, CLI options.
+
+Networks, codes and pictures (load_models, face_codes, to_uint8, grid, ...) are
+workflow.sampling's, shared with the user CLI and the web page.
+"""
 
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import platform
 import time
@@ -11,18 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from models.train.data import LMDBImages
+from basics.files import write_json_atomic
+from models.images import LMDBImages
+
+GEN_BATCH = 16  # generator batch of the streamed metrics (the sample sets' as well)
 
 
 def write_json(path, obj) -> None:
-    """Atomic JSON write (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=False, default=_jsonable) + "\n")
-    os.replace(tmp, path)
+    """A metric record, atomically; numpy scalars, paths and tensors become plain JSON."""
+    write_json_atomic(path, obj, indent=1, default=_jsonable)
 
 
 def _jsonable(x):
@@ -46,12 +47,6 @@ def machine() -> dict:
             "cuda": torch.cuda.is_available()}
 
 
-def pick_device(name: str | None = None) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def return_freed_memory() -> None:
     """Serve allocations of 1 MB and more (a batch of 32 images at 256 is 6 MB as bytes, 25 MB as
     floats) from their own memory maps, given back to the system when freed. By default glibc
@@ -62,6 +57,28 @@ def return_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # -3: M_MMAP_THRESHOLD (malloc.h)
     except (OSError, AttributeError):  # not glibc: nothing to tune
         pass
+
+
+def derangement(n: int, seed: int = 0) -> np.ndarray:
+    """A permutation with no fixed point (n >= 2): a random cyclic shift of a random order.
+    The mismatched-pair baselines pair each item with another one's partner."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    shift = int(rng.integers(1, n))
+    perm = np.empty(n, dtype=int)
+    perm[order] = order[(np.arange(n) + shift) % n]
+    return perm
+
+
+def add_run_args(p, batch_help: str):
+    """The options both streamed-FID CLIs share (workflow.evaluate.fid and .stargan_v2)."""
+    p.add_argument("--kid-subsets", type=int, default=100)
+    p.add_argument("--batch", type=int, default=GEN_BATCH, help=batch_help)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--out", required=True)
 
 
 class Timer:
@@ -104,81 +121,6 @@ def lmdb_length(path) -> int:
     return len(LMDBImages(path, 8))
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8."""
-    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round()
-    return x.permute(0, 2, 3, 1).to(torch.uint8).numpy()
-
-
 def from_uint8(arr: np.ndarray) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [-1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
-def to_pil(image: torch.Tensor) -> Image.Image:
-    return Image.fromarray(to_uint8(image.unsqueeze(0))[0])
-
-
-def load_photo(path, resolution: int | None = None) -> torch.Tensor:
-    from models.train.data import load_image
-    return load_image(path, resolution)
-
-
-def grid(rows: list[list], cell: int, pad: int = 2, bg=(255, 255, 255),
-         row_labels: list[str] | None = None, col_labels: list[str] | None = None) -> Image.Image:
-    """Paste images (tensors in [-1, 1], PIL images or None) into a labelled grid."""
-    from PIL import ImageDraw
-    n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    left = 8 + 7 * max((len(s) for s in row_labels), default=0) if row_labels else 0
-    top = 14 if col_labels else 0
-    W = left + n_cols * (cell + pad) + pad
-    H = top + n_rows * (cell + pad) + pad
-    canvas = Image.new("RGB", (W, H), bg)
-    draw = ImageDraw.Draw(canvas)
-    for r, row in enumerate(rows):
-        for c, img in enumerate(row):
-            if img is None:
-                continue
-            if torch.is_tensor(img):
-                img = to_pil(img)
-            img = img.convert("RGB").resize((cell, cell), Image.LANCZOS)
-            canvas.paste(img, (left + pad + c * (cell + pad), top + pad + r * (cell + pad)))
-        if row_labels:
-            draw.text((4, top + pad + r * (cell + pad) + cell // 2 - 5), row_labels[r], fill=(0, 0, 0))
-    if col_labels:
-        for c, s in enumerate(col_labels):
-            draw.text((left + pad + c * (cell + pad) + 2, 1), s, fill=(0, 0, 0))
-    return canvas
-
-
-def save_png(image: Image.Image, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    image.save(tmp)
-    os.replace(tmp, path)
-
-
-# ------------------------------------------------------------------------------- models
-def load_models(blendgan, style_encoder=None, psp=None, device="cpu") -> dict:
-    """Networks from checkpoints alone: the generator, E_style (its own file, else the one the
-    generator embeds), and pSp when given."""
-    from models.checkpoint import load_generator, load_psp_encoder, load_style_encoder
-    out = {"generator": load_generator(blendgan).to(device)}
-    if style_encoder:
-        out["style_encoder"] = load_style_encoder(style_encoder).to(device)
-    elif out["generator"].embedder is not None:
-        out["style_encoder"] = out["generator"].embedder
-    else:
-        out["style_encoder"] = None
-    out["psp"] = load_psp_encoder(psp).to(device) if psp else None
-    return out
-
-
-def face_codes(n: int, dim: int, seed: int) -> torch.Tensor:
-    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
-
-
-def latent_style_codes(g, n: int, seed: int) -> torch.Tensor:
-    """n latent-guided z_s, drawn as g was trained on them (N(0, I) or its encoder's Gaussian)."""
-    return g.latent_style_codes(face_codes(n, g.style_dim, seed))

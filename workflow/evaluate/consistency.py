@@ -13,22 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .common import from_uint8, load_models, machine, not_computed, return_freed_memory, write_json
+from workflow.sampling import load_models
+
+from .common import derangement, from_uint8, machine, not_computed, return_freed_memory, write_json
 from .sample_sets import READ_BATCH, open_sets
-
-
-def derangement(n: int, seed: int = 0) -> np.ndarray:
-    """A permutation with no fixed point (n >= 2): a random cyclic shift of a random order."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
-    shift = int(rng.integers(1, n))
-    perm = np.empty(n, dtype=int)
-    perm[order] = order[(np.arange(n) + shift) % n]
-    return perm
 
 
 @torch.no_grad()

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from basics.files import write_json_atomic
 from workflow.dataset.align import source_to_output
-from workflow.dataset.filter import read_jsonl, write_text_atomic
 from workflow.dataset.landmarks import POINT_NAMES
+from workflow.errors import read_jsonl
 
 EXPECTED_REASON = {
     "no_face": {"no_face"},
@@ -110,7 +111,7 @@ def main(argv=None):
             continue
         result[dataset] = score_dataset(items, read_jsonl(folder / "alignment.jsonl"),
                                         read_jsonl(folder / "rejections.jsonl"), a.size)
-    write_text_atomic(a.out, json.dumps(result, indent=1) + "\n")
+    write_json_atomic(a.out, result)
     print(json.dumps(result, indent=1))
 
 

@@ -29,9 +29,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workflow.generate import interpolation_frames, stylise, write_animation
+from models.checkpoint import load_checkpoint, load_generator
+from models.images import load_image
+from workflow.sampling import (face_codes, grid, interpolation_frames, latent_styles, load_models,
+                               pick_device, save_png, stylise, write_animation)
 
-from .common import face_codes, latent_style_codes, grid, lmdb_images, load_models, pick_device, save_png
+from .common import lmdb_images
+from .finetune_reference import tuned_reference
+from .gram_ablation import gram_embedder, pick_references, stylised_outputs
 
 FIGURES = ("latent_transfer", "reference_transfer", "ablation", "ablation_retrieval", "oneshot",
            "latent_grid", "reference_grid", "indicator_sweep", "interpolation")
@@ -65,7 +70,7 @@ def fig_transfer(args, models, reference: bool):
         refs = _refs(args, g, args.styles)
         codes = enc(refs)
     else:
-        codes = latent_style_codes(g, args.styles, args.seed + 1000).to(_device(models))
+        codes = latent_styles(g, args.styles, args.seed, _device(models))
     rows = [[None, None] + list(refs)] if reference else []
     for f in range(len(faces)):
         out = stylise(g, codes, args.indicator, w_face=w[f:f + 1].expand(len(codes), -1, -1))
@@ -84,7 +89,7 @@ def fig_grid(args, models, reference: bool):
         codes = enc(refs)
         rows = [[None] + list(refs)]
     else:
-        codes = latent_style_codes(g, args.styles, args.seed + 1000).to(_device(models))
+        codes = latent_styles(g, args.styles, args.seed, _device(models))
         rows = []
     for f in range(len(z)):
         out = stylise(g, codes, args.indicator, args.truncation, z[f:f + 1].expand(len(codes), -1))
@@ -96,9 +101,6 @@ def fig_grid(args, models, reference: bool):
 def fig_ablation(args, models):
     """Supplement Fig. 4: rows = face codes; per generator its natural face (i = 18), then one
     output per reference at i = 0. Left the Gram-embedding generator, right the learned one."""
-    from models.checkpoint import load_generator
-
-    from .ablation import gram_embedder, pick_references, stylised_outputs
     if not args.gram_blendgan:
         raise SystemExit("ablation needs --gram-blendgan (a BlendGAN trained with "
                          "style_embedding: gram); the retrieval panel is ablation_retrieval")
@@ -146,10 +148,6 @@ def fig_ablation_retrieval(args, models, k: int = 5, pool: int = 400):
 def finetune_reference(args, g):
     """The fine-tuning reference: --reference, else the pixels stored in the fine-tune checkpoint
     (the ones finetune_probe.json measured), else the file or LMDB index its config names."""
-    from models.checkpoint import load_checkpoint
-    from models.train.data import load_image
-
-    from .finetune_probe import tuned_reference
     if args.reference:
         return load_image(args.reference, g.resolution)[None]
     ck = load_checkpoint(args.finetune, build=False)
@@ -167,7 +165,6 @@ def finetune_reference(args, g):
 def fig_oneshot(args, models):
     if not args.finetune:
         raise SystemExit("oneshot needs --finetune")
-    from models.checkpoint import load_generator
     g, enc = models["generator"], models["style_encoder"]
     tuned = load_generator(args.finetune)
     tuned = tuned.to(_device(models))
@@ -186,7 +183,7 @@ def fig_oneshot(args, models):
 def fig_sweep(args, models):
     g = models["generator"]
     z = face_codes(args.faces, g.style_dim, args.seed).to(_device(models))
-    codes = latent_style_codes(g, args.faces, args.seed + 1000).to(_device(models))
+    codes = latent_styles(g, args.faces, args.seed, _device(models))
     rows = []
     for f in range(args.faces):
         out = stylise(g, codes[f:f + 1].expand(19, -1), torch.arange(19, device=_device(models)), args.truncation,
@@ -199,7 +196,7 @@ def fig_sweep(args, models):
 def fig_interpolation(args, models):
     g = models["generator"]
     z = face_codes(1, g.style_dim, args.seed).to(_device(models))
-    codes = latent_style_codes(g, max(2, args.styles), args.seed + 1000).to(_device(models))
+    codes = latent_styles(g, max(2, args.styles), args.seed, _device(models))
     frames = interpolation_frames(g, z, codes, 7, args.truncation, args.frames)
     gif = Path(args.out).with_suffix(".gif") if args.gif is None else Path(args.gif)
     write_animation(frames, gif, fps=12, size=max(128, g.resolution))

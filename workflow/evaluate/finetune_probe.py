@@ -25,25 +25,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.checkpoint import load_checkpoint, load_generator, load_style_encoder
-from models.train.blendgan import frechet_distance
-from models.train.data import LMDBImages, load_image
+from basics.frechet import frechet_distance_of_features
+from models.checkpoint import load_generator, load_style_encoder
+from models.images import LMDBImages
+from workflow.sampling import face_codes
 
-from .common import face_codes, machine, write_json
+from .common import machine, write_json
+from .finetune_reference import tuned_reference
 
 INDICATOR = 6
-
-
-def tuned_reference(finetune, resolution, path=None) -> torch.Tensor:
-    """(1, 3, R, R) in [-1, 1]: --reference, else the pixels the fine-tune checkpoint trained on."""
-    if path:
-        return load_image(path, resolution)[None]
-    extra = load_checkpoint(finetune, build=False)["extra"]
-    if "reference_image" not in extra:
-        raise SystemExit(f"{finetune}: no reference_image inside; pass --reference")
-    ref = extra["reference_image"].float()[None] / 127.5 - 1
-    return F.interpolate(ref, size=resolution, mode="bilinear", antialias=True) \
-        if ref.shape[-1] != resolution else ref
 
 
 @torch.no_grad()
@@ -84,7 +74,7 @@ def probe(base, finetune, style_lmdb, face_lmdb, reference=None, faces=32, refer
                   for i in picks]
         row["in_distribution_cosine"] = float(np.mean(indist))
         row["gap_to_in_distribution"] = row["in_distribution_cosine"] - row["reference_cosine"]
-        row["fd_estyle_natural"] = frechet_distance(enc(nat).double().numpy(), real)
+        row["fd_estyle_natural"] = frechet_distance_of_features(enc(nat).double().numpy(), real)
         result[name] = row
     result["natural_mean_abs_change"] = float((nat1 - nat0).abs().mean())
     b, a = result["before"], result["after"]

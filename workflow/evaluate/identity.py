@@ -1,82 +1,23 @@
-"""Identity features and content preservation (method 5).
+"""Content preservation (method 5).
 
     python -m workflow.evaluate.identity --samples samples/ --out content.json
 
 Content preservation: identity similarity between each natural face G(z_f, i = 18) and its
 stylisations (latent- and reference-guided, same z_f), against a mismatched-pair baseline.
-Backends: ArcFace IR-SE50 (the paper's identity network, pSp's ``model_ir_se50.pth``) when
-``--arcface FILE`` is given; otherwise dlib's face-recognition ResNet (128-d descriptors; the
-model ships in the ``face-recognition-models`` wheel, so it runs offline). Faces are
-FFHQ-aligned, so when dlib's detector finds no face (small or stylised images) the 68-point model
-is fitted inside the known face box of an aligned crop.
+Identity descriptors (workflow.evaluate.face_identity): ArcFace IR-SE50 (the paper's identity
+network) when ``--arcface FILE`` is given, otherwise dlib's face-recognition ResNet.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from .common import machine, not_computed, return_freed_memory, write_json
+from .common import derangement, machine, not_computed, return_freed_memory, write_json
+from .face_identity import ArcFaceIdentity, DlibIdentity, identity_backend
 from .sample_sets import open_sets
-
-WORK_SIZE = 256
-ALIGNED_BOX = (0.22, 0.28, 0.78, 0.86)  # face box of an FFHQ-aligned crop, in units of its side
-
-
-class DlibIdentity:
-    name = "dlib_resnet_v1"
-
-    def __init__(self):
-        import dlib
-        spec = importlib.util.find_spec("face_recognition_models")
-        if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError("needs `pip install face-recognition-models`")
-        root = Path(list(spec.submodule_search_locations)[0]) / "models"
-        self.dlib = dlib
-        self.detector = dlib.get_frontal_face_detector()
-        self.shape = dlib.shape_predictor(str(root / "shape_predictor_68_face_landmarks.dat"))
-        self.net = dlib.face_recognition_model_v1(str(root / "dlib_face_recognition_resnet_model_v1.dat"))
-        self.fallbacks = 0
-
-    def __call__(self, images_uint8: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 aligned faces -> (N, 128) descriptors."""
-        from PIL import Image
-        out = []
-        for arr in images_uint8:
-            img = np.asarray(Image.fromarray(arr).resize((WORK_SIZE, WORK_SIZE), Image.LANCZOS))
-            rects = self.detector(img, 0)
-            if len(rects):
-                rect = max(rects, key=lambda r: r.area())
-            else:
-                self.fallbacks += 1
-                x0, y0, x1, y1 = (int(v * WORK_SIZE) for v in ALIGNED_BOX)
-                rect = self.dlib.rectangle(x0, y0, x1, y1)
-            out.append(np.asarray(self.net.compute_face_descriptor(img, self.shape(img, rect))))
-        return np.stack(out) if out else np.zeros((0, 128))
-
-
-class ArcFaceIdentity:
-    name = "arcface_ir_se50"
-    fallbacks = 0
-
-    def __init__(self, path):
-        from models.arcface import load_arcface
-        self.net = load_arcface(path).eval()  # its shape is read from the file
-
-    def __call__(self, images_uint8: np.ndarray) -> np.ndarray:
-        import torch
-        from .common import from_uint8
-        with torch.no_grad():
-            x = from_uint8(images_uint8)
-            return torch.cat([self.net.identity(x[i:i + 32]) for i in range(0, len(x), 32)]).numpy()
-
-
-def identity_backend(arcface=None):
-    return ArcFaceIdentity(arcface) if arcface else DlibIdentity()
 
 
 def identity_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -88,7 +29,6 @@ def identity_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def preservation(natural: np.ndarray, stylised: np.ndarray, seed: int = 0) -> dict:
     """Matched (same z_f) vs mismatched (deranged) identity similarity and dlib distance."""
-    from .consistency import derangement
     perm = derangement(len(natural), seed)
     sim, base = identity_similarity(natural, stylised), identity_similarity(natural, stylised[perm])
     dist = np.linalg.norm(natural - stylised, axis=1)

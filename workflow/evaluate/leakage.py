@@ -21,13 +21,18 @@ import argparse
 import json
 import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .common import lmdb_batches, lmdb_images, lmdb_indices, machine, to_uint8, write_json
+from models.checkpoint import load_style_encoder
+from workflow.sampling import to_uint8
+
+from .common import lmdb_batches, lmdb_images, lmdb_indices, machine, write_json
+from .face_identity import identity_backend
+from .ground_truth import truth_labels
 from .probes import FOLDS, K, RIDGE_ALPHAS, knn_loo_accuracy, nested_ridge_r2
+
 # Above this many bytes of Gram vectors (float32) nothing is held whole: 5,000 paper-width
 # (610,304-d) vectors are 12 GB, so the PCA streams over image batches instead.
 GRAM_IN_MEMORY_BYTES = 2 * 1024 ** 3
@@ -80,10 +85,6 @@ def chance(labels: list) -> float:
     return float(sum((v / n) ** 2 for v in c.values()))
 
 
-def aligned_name(raw: str) -> str:
-    return Path(raw).with_suffix("").as_posix().replace("/", "__") + ".png"
-
-
 @torch.no_grad()
 def embeddings(encoder, images: torch.Tensor, batch: int = 32) -> dict:
     learned, gram = [], []
@@ -112,8 +113,7 @@ def streamed_embeddings(encoder, style_lmdb, resolution: int, indices: list[int]
 def evaluate(style_encoder, style_lmdb, truth=None, n=400, resolution=None, seed=0,
              identity=True, arcface=None, stream: bool | None = None) -> dict:
     """``stream``: None = stream when the Gram vectors would exceed GRAM_IN_MEMORY_BYTES."""
-    from models.checkpoint import load_style_encoder
-    from models.train.data import LMDBImages
+    from models.images import LMDBImages
     enc = load_style_encoder(style_encoder).eval()
     resolution = resolution or int(enc.init_kwargs.get("pool_size") or 256)
     indices = lmdb_indices(style_lmdb, n, seed)
@@ -136,7 +136,6 @@ def evaluate(style_encoder, style_lmdb, truth=None, n=400, resolution=None, seed
     if stream:
         settings["gram_knn_space"] = "the Gram vectors' 64-d PCA (streamed: never held whole)"
     if identity:
-        from .identity import identity_backend
         backend = identity_backend(arcface)
         desc = (np.concatenate([backend(to_uint8(x)) for x in
                                 lmdb_batches(style_lmdb, resolution, indices, 64)])
@@ -146,8 +145,7 @@ def evaluate(style_encoder, style_lmdb, truth=None, n=400, resolution=None, seed
                 red[k], desc, seed=seed)
         settings["content_target"] = f"{backend.name} identity descriptor ({desc.shape[1]}-d)"
     if truth:
-        t = json.loads(Path(truth).read_text())["datasets"]["style"]
-        by_name = {aligned_name(raw): rec for raw, rec in t.items()}
+        by_name = truth_labels(truth)
         keep = [i for i, nm in enumerate(names) if nm in by_name]
         ids = [by_name[names[i]]["identity"] for i in keep]
         styles = [by_name[names[i]]["style"] for i in keep]

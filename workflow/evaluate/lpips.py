@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models.lpips import LPIPS, load_lpips  # noqa: F401  (re-exported for the CLI and tests)
+from basics.files import atomic_output
+from models.lpips import LPIPS, load_lpips
 
 from .common import from_uint8, machine, not_computed, return_freed_memory, write_json
+from .pairwise_lpips import mean_pairwise
 from .sample_sets import open_sets
+
 
 def convert(alexnet, linear, out):
     """torchvision AlexNet state dict + lpips package linear layers -> one file."""
@@ -36,18 +38,8 @@ def convert(alexnet, linear, out):
     sd.update(torch.load(linear, map_location="cpu", weights_only=True))
     sd.update({"shift": net.shift, "scale": net.scale})
     net.load_state_dict(sd, strict=True)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), out)
-
-
-@torch.no_grad()
-def mean_pairwise(net: LPIPS, images: torch.Tensor) -> float:
-    """Mean LPIPS over all unordered pairs of a set of images."""
-    pairs = list(combinations(range(len(images)), 2))
-    if not pairs:
-        return float("nan")
-    i, j = map(list, zip(*pairs))
-    return float(net(images[i], images[j]).mean())
+    with atomic_output(out) as tmp:
+        torch.save(net.state_dict(), tmp)
 
 
 def diversity(samples, weights, backbone=None) -> dict:

@@ -23,6 +23,8 @@ from typing import Callable
 import numpy as np
 from numpy.lib.format import open_memmap, read_array_header_1_0, read_array_header_2_0, read_magic
 
+from basics.files import write_json_atomic
+
 FORMAT = 1
 READ_BATCH = 32  # rows per read; also the Inception / encoder batch, as before the format change
 
@@ -145,9 +147,7 @@ class SampleWriter:
             return None
 
     def _save(self):
-        path = self.tmp / "manifest.json"
-        path.with_name("manifest.json.tmp").write_text(json.dumps(self.manifest, indent=1) + "\n")
-        os.replace(path.with_name("manifest.json.tmp"), path)
+        write_json_atomic(self.tmp / "manifest.json", self.manifest)
 
     def resumed_rows(self) -> dict:
         return {k: v["done"] for k, v in self.manifest["sets"].items() if v["done"]}

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .common import (face_codes, latent_style_codes, lmdb_batches, lmdb_indices, load_models, pick_device,
-                     return_freed_memory, to_uint8)
+from workflow.sampling import face_codes, latent_style_codes, load_models, pick_device, to_uint8
+
+from .common import GEN_BATCH, lmdb_batches, lmdb_indices, return_freed_memory
 from .sample_sets import SampleWriter
 
 
@@ -41,7 +42,7 @@ def shrink(images: torch.Tensor, max_size: int | None) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _gen(g, z_face, z_style, indicator, truncation, batch=16, max_size=MAX_SIZE):
+def _gen(g, z_face, z_style, indicator, truncation, batch=GEN_BATCH, max_size=MAX_SIZE):
     outs = []
     for i in range(0, len(z_face), batch):
         zs = None if z_style is None else z_style[i:i + batch]

@@ -28,11 +28,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import (Timer, face_codes, latent_style_codes, lmdb_batches, lmdb_length, machine,
-                     not_computed, pick_device, return_freed_memory, write_json)
-from .fid import (GEN_BATCH, PREPROCESS, Extractor, _bar, add_run_args, compare, quantise,
-                  real_features)
+from models.inception import quantise
+from models.lpips import load_lpips
+from workflow.sampling import face_codes, latent_style_codes, load_models, pick_device
+
+from .common import (GEN_BATCH, Timer, add_run_args, lmdb_batches, lmdb_length, machine,
+                     not_computed, return_freed_memory, write_json)
+from .feature_distances import compare
+from .features import PREPROCESS, Extractor, progress_bar, real_features
 from .inception import resolve_weights
+from .pairwise_lpips import mean_pairwise
+from .samples import shrink
 
 MODES = (("latent_guided", "latent"), ("reference_guided", "reference"))
 OUTPUTS = 10  # outputs per source face (StarGAN v2)
@@ -77,15 +83,12 @@ def lpips_setup(weights, backbone):
         return None, "no LPIPS weights configured (evaluate.lpips_weights is null)"
     if not Path(weights).is_file():
         return None, f"LPIPS weights file {weights} not found"
-    from .lpips import load_lpips
     return load_lpips(weights, backbone=backbone), f"LPIPS weights {weights}"
 
 
 def run(models, extractor, lpips_net, style_lmdb, sources=4, outputs=OUTPUTS, n_real=None,
         indicator=6, truncation=1.0, kid_subsets=100, seed=0, device="cpu", real_cache=None,
         batch=GEN_BATCH, lpips_size=256, progress=True) -> dict:
-    from .lpips import mean_pairwise
-    from .samples import shrink
     g = models["generator"]
     codes = stargan_codes(g, style_lmdb, sources, outputs, seed)
     per_group = max(1, batch // outputs)
@@ -103,7 +106,7 @@ def run(models, extractor, lpips_net, style_lmdb, sources=4, outputs=OUTPUTS, n_
             continue
         feats, per_source = [], []
         with Timer() as t:
-            with _bar(sources * outputs, name, progress) as bar:
+            with progress_bar(sources * outputs, name, progress) as bar:
                 for s, images in source_groups(models, codes, mode, style_lmdb, indicator,
                                                truncation, device, per_group):
                     pixels = quantise(images)  # 8 bits, as image files: both metrics read these
@@ -136,7 +139,6 @@ def evaluate(blendgan, style_lmdb, style_encoder=None, weights="auto", cache_dir
              real_cache=None, lpips_weights=None, lpips_backbone=None, sources=4, outputs=OUTPUTS,
              n_real=None, indicator=6, truncation=1.0, kid_subsets=100, seed=0, device="cpu",
              batch=GEN_BATCH, lpips_size=256, progress=True) -> dict:
-    from .common import load_models
     inputs = {"blendgan": str(blendgan), "style_encoder": str(style_encoder) if style_encoder else None,
               "style_lmdb": str(style_lmdb), "lpips_weights": lpips_weights,
               "lpips_backbone": lpips_backbone}

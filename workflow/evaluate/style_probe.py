@@ -18,34 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from models.checkpoint import load_checkpoint, load_generator, load_style_encoder
-from models.train.core import read_stats
-from models.train.data import LMDBImages
+from models.train.stats import read_stats
+from models.images import LMDBImages
 
 from . import probes
+from .common import machine, write_json
+from .ground_truth import truth_labels
 from .probes import K
-
-
-def aligned_name(raw_name: str) -> str:
-    return Path(raw_name).with_suffix("").as_posix().replace("/", "__") + ".png"
-
-
-def truth_labels(truth_path, dataset: str = "style") -> dict:
-    truth = json.loads(Path(truth_path).read_text())["datasets"][dataset]
-    return {aligned_name(raw): rec for raw, rec in truth.items()}
-
-
-def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 @torch.no_grad()
@@ -144,7 +129,7 @@ def probe_blendgan(checkpoint, encoder_ckpt, data, truth, stats, per_reference: 
     # Real held-out references: how well the encoder's 5-NN recovers their own label (ceiling).
     ceiling = accuracy(knn_predict(ftr, ytr, embed(enc, xte)), yte)
     gen = torch.Generator().manual_seed(seed)
-    hits, hits_latent, total = 0, [], 0
+    hits, total = 0, 0
     refs_pred = []
     for x, y in zip(xte, yte):
         z_face = torch.randn(per_reference, g.style_dim, generator=gen)
@@ -179,14 +164,6 @@ def probe_psp(stats) -> dict:
             "machine": machine()}
 
 
-def _write(path, obj):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
@@ -214,7 +191,7 @@ def main(argv=None):
         res = probe_blendgan(a.checkpoint, a.encoder, a.data, a.truth, a.stats, indicator=a.indicator)
     else:
         res = probe_psp(a.stats)
-    _write(a.out, res)
+    write_json(a.out, res)
     print(json.dumps({k: v for k, v in res.items() if "over_training" not in k
                       and k != "held_out_reconstruction"}, indent=1, default=str))
 

@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import argparse
 import colorsys
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .common import lmdb_length, machine, save_png, to_pil, write_json
-from models.train.data import LMDBImages
+from models.checkpoint import load_style_encoder
+from models.images import LMDBImages
+from workflow.sampling import pick_device, save_png, to_pil
+
+from .common import lmdb_length, machine, write_json
+from .ground_truth import truth_labels
 
 
 def palette(n: int) -> list[tuple[int, int, int]]:
@@ -109,10 +111,6 @@ def plot(y: np.ndarray, labels: list, names: list[str] | None = None, size: int 
     return img
 
 
-def aligned_name(raw: str) -> str:
-    return Path(raw).with_suffix("").as_posix().replace("/", "__") + ".png"
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--style-encoder", required=True, help="style encoder or BlendGAN checkpoint")
@@ -130,8 +128,6 @@ def main(argv=None):
     p.add_argument("--out-png", required=True)
     p.add_argument("--out-json", required=True)
     a = p.parse_args(argv)
-    from models.checkpoint import load_style_encoder
-    from .common import pick_device
     torch.set_num_threads(a.threads)
     device = pick_device(a.device)
     enc = load_style_encoder(a.style_encoder).to(device).eval()
@@ -149,9 +145,8 @@ def main(argv=None):
     timing["embed_seconds"] = round(t_embed, 2)
     thumbs = None
     if a.truth:
-        t = json.loads(Path(a.truth).read_text())["datasets"]["style"]
-        by_name = {aligned_name(raw): rec["style"] for raw, rec in t.items()}
-        labels = [by_name.get(nm, "unknown") for nm in names]
+        by_name = truth_labels(a.truth)
+        labels = [by_name[nm]["style"] if nm in by_name else "unknown" for nm in names]
         colour_by = "true style (demo ground truth)"
     else:
         k = min(a.clusters, len(codes))

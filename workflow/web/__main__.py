@@ -33,7 +33,8 @@ def main(argv=None) -> int:
         from .app import create_app
     except ImportError as err:
         sys.exit(f"error: the page needs Flask: pip install -e '.[web]' ({err})")
-    from workflow.evaluate.common import pick_device
+    from workflow.sampling import pick_device
+
     from .stylist import Stylist
 
     stylist = Stylist(a.blendgan, a.psp, a.style_encoder, a.style_lmdb, pick_device(a.device))

@@ -16,11 +16,9 @@ import torch
 from PIL import Image
 
 from basics.images import ImageRejected, load_rgb
-from workflow.evaluate.common import face_codes, grid, lmdb_batches, lmdb_length, to_pil
-from workflow.generate import invert, latent_styles, stylise, style_codes
+from workflow.sampling import face_codes, grid, invert, latent_styles, stylise, style_codes, to_pil
 
-MAX_PIXELS = 40_000_000  # decoded size cap of an upload (about 7,700 x 5,200)
-STYLE_SET_SHOWN = 24     # style-set images offered on the page
+STYLE_SET_SHOWN = 24  # style-set images offered on the page
 
 
 class InputError(ValueError):
@@ -34,11 +32,12 @@ class Face:
     crop: Image.Image | None = None
 
 
-def decode(data: bytes, what: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def decode(data: bytes, what: str) -> Image.Image:
+    """An upload as RGB, under the project's one decoded-pixel cap (basics.images)."""
     if not data:
         raise InputError(f"no {what} was uploaded")
     try:
-        return load_rgb(io.BytesIO(data), max_pixels)
+        return load_rgb(io.BytesIO(data))
     except ImageRejected as err:
         if err.reason == "too_large":
             raise InputError(f"the {what} is too large: {err.detail}") from None
@@ -72,9 +71,9 @@ class Stylist:
             except Exception as err:
                 self.psp_error = f"the pSp checkpoint {psp} could not be loaded: {one_line(err)}"
         if style_lmdb:
-            n = min(STYLE_SET_SHOWN, lmdb_length(style_lmdb))
-            self.style_set = [x for b in lmdb_batches(style_lmdb, g.resolution, list(range(n)))
-                              for x in b]
+            from models.images import LMDBImages
+            images = LMDBImages(style_lmdb, g.resolution)
+            self.style_set = [images[i] for i in range(min(STYLE_SET_SHOWN, len(images)))]
 
     # ------------------------------------------------------------------------------ status
     def status(self) -> dict:
@@ -127,7 +126,7 @@ class Stylist:
         if self.models["style_encoder"] is None:
             raise InputError("this generator has no style encoder: start the server with "
                              "--style-encoder E.pt to use reference images")
-        from models.train.data import image_to_tensor
+        from models.images import image_to_tensor
         g = self.models["generator"]
         ref = image_to_tensor(decode(data, "style image"), g.resolution)
         return style_codes(self.models, ref[None])

@@ -1,5 +1,8 @@
 """A loopback imitation of the Artstation endpoints the scraper uses, with injectable faults.
 
+In the package (not under tests/) because the scrape benchmark serves it too; it binds to
+127.0.0.1 only and is never part of a real run.
+
 Endpoints (shapes as on the real site):
   /api/v2/community/channels/channels.json             {"data": [{"id", "name"}], "total_count"}
   /api/v2/community/channels/projects.json?channel_id=&page=&per_page=&sorting=
