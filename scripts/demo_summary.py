@@ -34,6 +34,8 @@ def summary(out: Path) -> dict:
                                      f"({enc['gram_baseline']['knn_style_accuracy']:.2f})",
         "encoder 5-NN identity": f"{enc['learned_encoder']['knn_identity_accuracy']:.2f}",
         "reference-guided label agreement": f"{bg['reference_guided_label_agreement']:.2f}",
+        "agreement per reference style": ", ".join(
+            f"{s} {a:.2f}" for s, a in bg.get("agreement_per_reference_style", {}).items()) or "-",
         "style consistency matched vs shuffled": f"{cons['matched']:.2f} vs {cons['shuffled']:.2f}",
         "identity kept (same vs other; share < 0.6)":
             f"{content['similarity']:.3f} vs {content['similarity_mismatched']:.3f}; "

@@ -289,6 +289,12 @@ def test_probes_run_on_tiny_truth(data, encoder_ckpt, blendgan_ckpt, tmp_path):
                       "--out", str(out)])
     res = json.loads(out.read_text())
     assert 0 <= res["reference_guided_label_agreement"] <= 1
+    # The overall agreement is the per-style agreements weighted by each style's outputs.
+    per_style, counts = res["agreement_per_reference_style"], res["outputs_per_reference_style"]
+    assert set(per_style) == set(counts) and all(0 <= a <= 1 for a in per_style.values())
+    assert sum(counts.values()) == res["references"] * res["outputs_per_reference"]
+    weighted = sum(per_style[s] * n for s, n in counts.items()) / sum(counts.values())
+    assert abs(weighted - res["reference_guided_label_agreement"]) < 1e-9
     assert "eval/fd_estyle_reference" in res["fd_estyle_over_training"]
 
 

@@ -129,15 +129,15 @@ def probe_blendgan(checkpoint, encoder_ckpt, data, truth, stats, per_reference: 
     # Real held-out references: how well the encoder's 5-NN recovers their own label (ceiling).
     ceiling = accuracy(knn_predict(ftr, ytr, embed(enc, xte)), yte)
     gen = torch.Generator().manual_seed(seed)
-    hits, total = 0, 0
+    hits, total = Counter(), Counter()  # per reference style label
     refs_pred = []
     for x, y in zip(xte, yte):
         z_face = torch.randn(per_reference, g.style_dim, generator=gen)
         z_s = enc(x[None]).expand(per_reference, -1)
         out = g.generate(z_face, z_s, indicator=indicator)
         pred = knn_predict(ftr, ytr, enc(out))
-        hits += sum(p == y for p in pred)
-        total += len(pred)
+        hits[y] += sum(p == y for p in pred)
+        total[y] += len(pred)
         refs_pred += pred
     natural = g.generate(torch.randn(64, g.style_dim, generator=gen))
     nat_pred = knn_predict(ftr, ytr, enc(natural))
@@ -145,7 +145,10 @@ def probe_blendgan(checkpoint, encoder_ckpt, data, truth, stats, per_reference: 
         "checkpoint": str(checkpoint), "resolution": res, "references": len(nte),
         "outputs_per_reference": per_reference,
         "indicator": indicator, "k": K, "machine": machine(),
-        "reference_guided_label_agreement": hits / max(total, 1),
+        "reference_guided_label_agreement": sum(hits.values()) / max(sum(total.values()), 1),
+        # Which styles transfer: palette-defined ones do long before stroke-defined ones.
+        "agreement_per_reference_style": {s: hits[s] / total[s] for s in sorted(total)},
+        "outputs_per_reference_style": dict(sorted(total.items())),
         "chance": chance(ytr, yte),
         "encoder_ceiling_on_real_references": ceiling,
         "predicted_label_histogram": dict(Counter(refs_pred)),
