@@ -95,6 +95,26 @@ def test_checkpoint_is_rosinality_format(stylegan2_ckpt, data):
     assert list((data["root"] / "sg" / "samples").glob("*.png"))
 
 
+def test_init_checkpoint_continues_a_released_file(stylegan2_ckpt, data, tmp_path):
+    """A released file (g_ema and d only) starts G, its EMA and D; wrong widths are refused."""
+    from models.train.release import release
+    shipped = tmp_path / "shipped.pt"
+    release(stylegan2_ckpt, shipped)
+    raw = torch.load(shipped, map_location="cpu", weights_only=True)
+    assert "g" not in raw
+    cfg = from_dict(sg.StyleGAN2Config, stylegan2_cfg(init_checkpoint=str(shipped)))
+    t = sg.StyleGAN2Trainer.from_paths(cfg, CPU, tmp_path / "run", str(data["face"]))
+    for net, key in ((t.g, "g_ema"), (t.g_ema, "g_ema"), (t.d, "d")):
+        for k, v in raw[key].items():
+            assert torch.equal(net.state_dict()[k], v), (key, k)
+    fresh = sg.StyleGAN2Trainer.from_paths(from_dict(sg.StyleGAN2Config, stylegan2_cfg()), CPU,
+                                           tmp_path / "fresh", str(data["face"]))
+    assert not all(torch.equal(a, b) for a, b in zip(fresh.d.parameters(), t.d.parameters()))
+    wide = from_dict(sg.StyleGAN2Config, stylegan2_cfg(init_checkpoint=str(shipped), channel_max=32))
+    with pytest.raises(ValueError, match="does not fit"):
+        sg.StyleGAN2Trainer.from_paths(wide, CPU, tmp_path / "wide", str(data["face"]))
+
+
 def test_blendgan_starts_from_the_stylegan2_checkpoint(stylegan2_ckpt, encoder_ckpt, data,
                                                        tmp_path):
     cfg = from_dict(bg.BlendGANConfig, blendgan_cfg(stylegan2_checkpoint=str(stylegan2_ckpt)))

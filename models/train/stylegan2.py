@@ -60,6 +60,9 @@ class StyleGAN2Config:
     diff_augment: str = ""                # D-side augmentation of reals and fakes, e.g.
                                           # "color,translation,cutout" for small sets (off: paper)
     ema_half_life_images: float = 10_000  # NVlabs' ema_kimg = 10
+    init_checkpoint: str | None = None    # start G, its EMA and D from this file's weights
+                                          # (g_ema, d; g when present) with fresh optimisers:
+                                          # continues a shipped model that kept no snapshots
     sample_faces: int = 32                # images in the sample grid
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(
         batch=32, total_images=25_000_000, log_every=10_000, sample_every=100_000,
@@ -81,7 +84,25 @@ def build_networks(cfg: StyleGAN2Config) -> dict:
                   channel_max=cfg.channel_max)
     g = Generator(cfg.resolution, cfg.style_dim, cfg.n_mlp, lr_mlp=cfg.lr_mlp, **widths)
     d = Discriminator(cfg.resolution, stddev_group=cfg.stddev_group, **widths)
+    if cfg.init_checkpoint:
+        load_start(cfg.init_checkpoint, g, d)
     return {"g": g, "d": d, "g_ema": copy.deepcopy(g).eval().requires_grad_(False)}
+
+
+def load_start(path, g: Generator, d: Discriminator):
+    """G and D from a rosinality-format file; G from its training ``g`` when the file kept one,
+    else from ``g_ema`` (a released file keeps only the EMA copy). Shapes must match the
+    config's widths exactly: a mismatch is a config error, not something to paper over."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    missing = [k for k in ("g_ema", "d") if k not in payload]
+    if missing:
+        raise ValueError(f"init_checkpoint {path}: no {', '.join(missing)} (not a StyleGAN2 file)")
+    for net, state, name in ((g, payload.get("g") or payload["g_ema"], "G"), (d, payload["d"], "D")):
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as err:
+            raise ValueError(f"init_checkpoint {path}: {name} does not fit the configured "
+                             f"widths/resolution ({str(err).splitlines()[0]})") from None
 
 
 class StyleGAN2Trainer(GANTrainer):
