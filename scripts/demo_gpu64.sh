@@ -12,6 +12,10 @@
 # $OUT/{train.log,stats.jsonl,release.json,fid.json,samples/}.
 set -u
 case "${1:-}" in -h|--help|"") sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0;; esac
+[ $# -eq 2 ] || { echo "usage: bash scripts/demo_gpu64.sh FACE_LMDB STYLE_LMDB (see --help)" >&2; exit 2; }
+for set in "$1" "$2"; do
+    [ -f "$set/data.mdb" ] || { echo "$set: not an LMDB folder (no data.mdb)" >&2; exit 2; }
+done
 face=$(realpath "$1"); style=$(realpath "$2")
 OUT=$(realpath -m "${OUT:-gpu64}")
 IMAGES=${IMAGES:-400000}

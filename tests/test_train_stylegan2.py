@@ -113,6 +113,11 @@ def test_init_checkpoint_continues_a_released_file(stylegan2_ckpt, data, tmp_pat
     wide = from_dict(sg.StyleGAN2Config, stylegan2_cfg(init_checkpoint=str(shipped), channel_max=32))
     with pytest.raises(ValueError, match="does not fit"):
         sg.StyleGAN2Trainer.from_paths(wide, CPU, tmp_path / "wide", str(data["face"]))
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(shipped.read_bytes()[:4096])
+    bad = from_dict(sg.StyleGAN2Config, stylegan2_cfg(init_checkpoint=str(broken)))
+    with pytest.raises(ValueError, match="broken.pt: not a readable PyTorch file"):
+        sg.StyleGAN2Trainer.from_paths(bad, CPU, tmp_path / "bad", str(data["face"]))
 
 
 def test_blendgan_starts_from_the_stylegan2_checkpoint(stylegan2_ckpt, encoder_ckpt, data,

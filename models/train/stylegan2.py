@@ -15,6 +15,7 @@ this run's resolved config and counters (extra keys that rosinality's loaders ig
 from __future__ import annotations
 
 import copy
+import pickle
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,8 +94,12 @@ def load_start(path, g: Generator, d: Discriminator):
     """G and D from a rosinality-format file; G from its training ``g`` when the file kept one,
     else from ``g_ema`` (a released file keeps only the EMA copy). Shapes must match the
     config's widths exactly: a mismatch is a config error, not something to paper over."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    missing = [k for k in ("g_ema", "d") if k not in payload]
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(f"init_checkpoint {path}: not a readable PyTorch file "
+                         f"({str(err).splitlines()[0]})") from None
+    missing = [k for k in ("g_ema", "d") if not isinstance(payload, dict) or k not in payload]
     if missing:
         raise ValueError(f"init_checkpoint {path}: no {', '.join(missing)} (not a StyleGAN2 file)")
     for net, state, name in ((g, payload.get("g") or payload["g_ema"], "G"), (d, payload["d"], "D")):
