@@ -380,3 +380,27 @@ def test_results_table_without_computed_records(tmp_path):
                                {"metric": "stargan_v2", "computed": False, "reason": "neither"}])
     assert rows[0][1] == "not computed" and rows[0][-1] == "no weights"
     assert rows[1][1:5] == ("not computed",) * 4
+
+
+# ------------------------------------------------------------- scripts/fid_blur_scale.py
+def test_blur_scale_transforms_and_record(tiny, tmp_path, monkeypatch):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    import fid_blur_scale as blur
+    flat = torch.full((2, 3, 16, 16), 77, dtype=torch.uint8)
+    assert torch.equal(blur.gaussian_blur(flat, 1.0), flat)
+    assert torch.equal(blur.half_size_and_back(flat), flat)
+    checks = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 255
+    checks = checks.to(torch.uint8).expand(1, 3, 16, 16)
+    spread = [blur.gaussian_blur(checks, s).float().std() for s in (0.3, 0.7, 1.5)]
+    assert spread[0] > spread[1] > spread[2] and spread[0] < checks.float().std()
+    assert blur.half_size_and_back(checks).float().std() < 1  # 2x2 blocks average to grey
+    monkeypatch.setattr(blur, "resolve_weights", lambda setting, cache: (tmp_path, "test body"))
+    monkeypatch.setattr(blur.Extractor, "from_weights", classmethod(lambda cls, p: tiny_extractor()))
+    out = tmp_path / "blur.json"
+    assert blur.main(["--face-lmdb", str(tiny["face"]), "--n", "8", "--sigma", "0.5", "2",
+                      "--threads", "1", "--out", str(out)]) == 0
+    rec = json.loads(out.read_text())["results"]
+    assert list(rec) == ["gaussian sigma 0.5 px", "gaussian sigma 2 px", "half size and back"]
+    assert all(r["n"] == 8 and r["fid_calibration"] > 0 for r in rec.values())
+    with pytest.raises(SystemExit, match="must be > 0"):
+        blur.main(["--face-lmdb", str(tiny["face"]), "--sigma", "0", "--out", str(out)])

@@ -120,6 +120,44 @@ def test_init_checkpoint_continues_a_released_file(stylegan2_ckpt, data, tmp_pat
         sg.StyleGAN2Trainer.from_paths(bad, CPU, tmp_path / "bad", str(data["face"]))
 
 
+def test_release_of_the_last_snapshot_equals_release_of_the_final_file(stylegan2_ckpt, data,
+                                                                      tmp_path):
+    from models.train.release import release
+    snap = sorted((data["root"] / "sg" / "snapshots").glob("snapshot-*.pt"))[-1]
+    rec = release(snap, tmp_path / "snap.pt")
+    release(stylegan2_ckpt, tmp_path / "final.pt")
+    a, b = (torch.load(tmp_path / n, map_location="cpu", weights_only=True)
+            for n in ("snap.pt", "final.pt"))
+    assert rec["images"] == 16 and "g" not in a
+    assert torch.equal(a["latent_avg"], b["latent_avg"])
+    for key in ("g_ema", "d"):
+        assert a[key].keys() == b[key].keys()
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+    assert load_generator(tmp_path / "snap.pt").resolution == 16
+
+
+def test_widened_file_computes_the_same_and_trains_at_the_new_widths(stylegan2_ckpt, data,
+                                                                     tmp_path):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    import widen_stylegan2 as widen
+    wide = tmp_path / "wide.pt"
+    diff = widen.widen(stylegan2_ckpt, wide, channel_base=128)  # 8 -> 16 channels at 16 px
+    assert max(diff.values()) < 1e-5
+    raw = torch.load(wide, map_location="cpu", weights_only=True)
+    assert raw["g_ema"]["convs.2.conv.weight"].shape[1:3] == (16, 16)
+    old, new = load_generator(stylegan2_ckpt), load_generator(wide)
+    z = torch.randn(3, 16)
+    torch.testing.assert_close(new.generate(z), old.generate(z), atol=1e-5, rtol=0)
+    cfg = from_dict(sg.StyleGAN2Config, stylegan2_cfg(init_checkpoint=str(wide), channel_base=128))
+    t = sg.StyleGAN2Trainer.from_paths(cfg, CPU, tmp_path / "run", str(data["face"]))
+    assert torch.equal(t.d.state_dict()["convs.0.0.weight"], raw["d"]["convs.0.0.weight"])
+    with pytest.raises(ValueError, match="nothing to widen"):
+        widen.widen(stylegan2_ckpt, tmp_path / "same.pt", channel_base=64)
+    with pytest.raises(ValueError, match="4 px width would change"):
+        widen.widen(stylegan2_ckpt, tmp_path / "cap.pt", channel_base=128, channel_max=32)
+    assert not (tmp_path / "same.pt").exists() and not (tmp_path / "cap.pt").exists()
+
+
 def test_blendgan_starts_from_the_stylegan2_checkpoint(stylegan2_ckpt, encoder_ckpt, data,
                                                        tmp_path):
     cfg = from_dict(bg.BlendGANConfig, blendgan_cfg(stylegan2_checkpoint=str(stylegan2_ckpt)))

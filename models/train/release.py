@@ -7,6 +7,10 @@ converted FFHQ file has them: BlendGAN's G starts from the EMA weights, D_face f
 the config and counters it was trained with, and drops the raw training G. The JSON record holds
 what the pretrained registry needs (SHA-256, size) and the recipe: the trainer's resolved
 config and the images it saw.
+
+A training snapshot (``OUT/snapshots/snapshot-*.pt``) is accepted too, so any point of a run can
+be shipped: its ``latent_avg`` is computed as the trainer's final file computes it (mean w of
+4,096 seeded draws of the EMA mapping) and its optimiser states are dropped.
 """
 
 from __future__ import annotations
@@ -18,13 +22,28 @@ import torch
 
 from basics.files import sha256_file, write_json_atomic
 
-from ..checkpoint import save_atomic
+from ..checkpoint import FORMAT, build_model, save_atomic
 
 KEEP = ("g_ema", "d", "latent_avg", "config", "extra")
 
 
+@torch.no_grad()
+def from_snapshot(payload: dict) -> dict:
+    """A stylegan2 trainer snapshot in rosinality's layout, as ``save_final`` writes it."""
+    models = payload["models"]
+    g_ema = build_model(models["g_ema"])
+    extra = payload.get("extra") or {}
+    return {"g_ema": models["g_ema"]["state_dict"], "d": models["d"]["state_dict"],
+            "latent_avg": g_ema.mean_latent(4096, seed=0)[0],
+            "config": payload.get("config") or {},
+            "extra": {"images": extra.get("images"), "trainer": "stylegan2", "from": "snapshot"}}
+
+
 def release(src, dst) -> dict:
     payload = torch.load(src, map_location="cpu", weights_only=True)
+    if (isinstance(payload, dict) and payload.get("format") == FORMAT
+            and {"g_ema", "d"} <= set(payload.get("models") or {})):
+        payload = from_snapshot(payload)
     missing = [k for k in ("g_ema", "d", "latent_avg") if k not in payload]
     if missing:
         raise ValueError(f"{src}: not a StyleGAN2 training checkpoint (no {', '.join(missing)})")
@@ -37,7 +56,7 @@ def release(src, dst) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", help="a checkpoint written by models.train.stylegan2")
+    p.add_argument("checkpoint", help="a final checkpoint or snapshot written by models.train.stylegan2")
     p.add_argument("--out", required=True, help="the file to ship")
     p.add_argument("--record", help="JSON record: sha256, size, recipe")
     a = p.parse_args(argv)
