@@ -1,6 +1,6 @@
 """Resuming a trainer only where it means what it says: snapshots carry images seen and the
 settings that define a step; a changed batch, accumulation or network is refused in one line,
-and --restart starts over with the old snapshots moved aside."""
+a changed learning rate is applied, and --restart starts over with the old snapshots moved aside."""
 
 from __future__ import annotations
 
@@ -68,3 +68,26 @@ def test_restart_starts_over_and_moves_old_snapshots_aside(cut_run):
     assert payload["extra"]["settings"]["batch"] == 8
     # and a plain rerun now resumes the new run, not the set-aside one
     assert se.main(base + ["--set", "loop.batch=8"]) is not None
+
+
+def test_resume_applies_a_changed_learning_rate_and_keeps_the_moments(cut_run, capsys,
+                                                                       monkeypatch):
+    """load_state_dict alone would bring the snapshot's lr back; the config's value wins."""
+    from models.train import cli
+    base, _ = cut_run
+    seen = {}
+
+    def spy(trainer, *args, **kw):
+        result = real_run(trainer, *args, **kw)
+        seen["lr"] = [g["lr"] for o in trainer.optimizers.values() for g in o.param_groups]
+        seen["moments"] = all(o.state for o in trainer.optimizers.values())
+        return result
+
+    real_run = cli.run
+    monkeypatch.setattr(cli, "run", spy)
+    capsys.readouterr()
+    se.main(base + ["--set", "lr=0.0005"])
+    log = capsys.readouterr()
+    assert seen["lr"] == [0.0005] and seen["moments"], seen
+    text = log.out + log.err
+    assert "resumed from" in text and "lr 0.002 -> 0.0005" in text, text

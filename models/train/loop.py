@@ -24,6 +24,24 @@ from .step import StepRunner
 from .trainer import Trainer
 
 
+# What a config sets in an optimiser's groups. load_state_dict restores the snapshot's values,
+# which would silently undo an lr or betas changed before a resume.
+HYPERPARAMETERS = ("lr", "betas")
+
+
+def keep_configured(opt, configured: list[dict]) -> list[str]:
+    """Put the configured hyperparameters back after a snapshot's state was loaded; returns
+    what differed ("lr 0.002 -> 0.001")."""
+    changes = []
+    for i, (group, want) in enumerate(zip(opt.param_groups, configured)):
+        for key, value in want.items():
+            as_tuple = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v
+            if as_tuple(group[key]) != as_tuple(value):
+                changes.append(f"group {i} {key} {group[key]} -> {value}")
+                group[key] = value
+    return changes
+
+
 def _crossed(prev: int, now: int, every: int) -> bool:
     return every > 0 and prev // every != now // every
 
@@ -51,7 +69,11 @@ def run(trainer: Trainer, config: dict, final_path, stop_after_images: int | Non
             for name, entry in payload["models"].items():
                 trainer.models[name].load_state_dict(entry["state_dict"], strict=True)
             for name, opt in trainer.optimizers.items():
+                configured = [{k: g[k] for k in HYPERPARAMETERS if k in g} for g in opt.param_groups]
                 opt.load_state_dict(payload["extra"]["optimizers"][name])
+                for change in keep_configured(opt, configured):
+                    trainer.log(f"optimizer {name}: {change} (the config's value; the "
+                                f"snapshot's moments are kept)")
             trainer.load_extra_state(payload["extra"].get("trainer", {}))
             step = int(payload["extra"]["step"])
             trainer.log(f"resumed from {path} at {step * cfg.batch} images")
