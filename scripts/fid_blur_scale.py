@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from basics.files import write_json_atomic
-from workflow.evaluate.common import lmdb_length, machine
 from basics.frechet import frechet_distance_of_features
+from workflow.evaluate.common import lmdb_length, machine
 from workflow.evaluate.feature_distances import real_halves
 from workflow.evaluate.features import Extractor, lmdb_uint8_batches
 from workflow.evaluate.inception import resolve_weights
@@ -62,6 +63,10 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if any(s <= 0 for s in a.sigma):
         sys.exit("error: --sigma values must be > 0")
+    if a.n < 2:
+        sys.exit("error: --n must be at least 2 (a covariance needs two images)")
+    if not (Path(a.face_lmdb) / "data.mdb").is_file():
+        sys.exit(f"error: {a.face_lmdb}: not an LMDB folder (no data.mdb)")
     path, why = resolve_weights(a.weights, a.cache_dir)
     if path is None:
         sys.exit(f"error: no Inception weights: {why}")

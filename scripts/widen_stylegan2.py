@@ -20,9 +20,9 @@ import sys
 
 import torch
 
-from models.checkpoint import (infer_discriminator_kwargs, infer_generator_kwargs, load_stylegan2,
-                               save_atomic)
+from models.checkpoint import infer_discriminator_kwargs, infer_generator_kwargs, save_atomic
 from models.stylegan2 import Discriminator, Generator, channel_table
+from models.train.release import read
 
 INPUT_DIM = {5: 2, 4: 1, 2: 1}  # modulated conv (1, out, in, k, k), conv (out, in, k, k), linear
 
@@ -57,21 +57,20 @@ def widen_state(old: dict, fresh: dict) -> dict:
 def widen(src, dst, channel_base: int, channel_max: int | None = None,
           channel_multiplier: int = 2, seed: int = 0, check: int = 4) -> dict:
     """Write the widened file; returns the largest output differences of the check."""
-    load_stylegan2(src)  # refuses, in one line, what is not a loadable StyleGAN2 file
-    payload = torch.load(src, map_location="cpu", weights_only=True)
-    if "d" not in payload:
-        raise ValueError(f"{src}: no d (a discriminator is needed to continue training)")
+    payload = read(src)
+    missing = [k for k in ("g_ema", "d", "latent_avg") if k not in payload]
+    if missing:
+        raise ValueError(f"{src}: not a rosinality StyleGAN2 file (no {', '.join(missing)})")
     gk, dk = infer_generator_kwargs(payload["g_ema"]), infer_discriminator_kwargs(payload["d"])
     g_old, d_old = Generator(**gk), Discriminator(**dk)
     g_old.load_state_dict(payload["g_ema"])
     d_old.load_state_dict(payload["d"])
     widths = {"channel_base": channel_base, "channel_multiplier": channel_multiplier}
-    gk, dk = {**gk, **widths}, {**dk, **widths}
-    if channel_table(gk["size"], channel_multiplier, channel_base, channel_max or gk["channel_max"]) \
-            == g_old.channels:
-        raise ValueError("these widths are the file's own: nothing to widen")
     if channel_max is not None:
-        gk["channel_max"] = dk["channel_max"] = channel_max
+        widths["channel_max"] = channel_max
+    gk, dk = {**gk, **widths}, {**dk, **widths}
+    if channel_table(gk["size"], channel_multiplier, channel_base, gk["channel_max"]) == g_old.channels:
+        raise ValueError("these widths are the file's own: nothing to widen")
     torch.manual_seed(seed)
     g_new, d_new = Generator(**gk), Discriminator(**dk)
     if d_new.final_channels != d_old.final_channels:

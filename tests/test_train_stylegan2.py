@@ -134,6 +134,11 @@ def test_release_of_the_last_snapshot_equals_release_of_the_final_file(stylegan2
         assert a[key].keys() == b[key].keys()
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
     assert load_generator(tmp_path / "snap.pt").resolution == 16
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    for bad, why in (("absent.pt", "No such file"), ("notes.txt", "weights-only torch file")):
+        with pytest.raises(ValueError, match=f"{bad}: .*{why}"):
+            release(tmp_path / bad, tmp_path / "out.pt")
+    assert not (tmp_path / "out.pt").exists()
 
 
 def test_widened_file_computes_the_same_and_trains_at_the_new_widths(stylegan2_ckpt, data,

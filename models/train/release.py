@@ -16,6 +16,7 @@ be shipped: its ``latent_avg`` is computed as the trainer's final file computes 
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 
 import torch
@@ -39,10 +40,28 @@ def from_snapshot(payload: dict) -> dict:
             "extra": {"images": extra.get("images"), "trainer": "stylegan2", "from": "snapshot"}}
 
 
+def read(src) -> dict:
+    """The file's payload, or a one-line ValueError naming it (missing, not a weights-only
+    torch file)."""
+    try:
+        payload = torch.load(src, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(f"{src}: cannot read as a weights-only torch file "
+                         f"({str(err).splitlines()[0]})") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"{src}: not a checkpoint (a {type(payload).__name__})")
+    return payload
+
+
+def is_stylegan2_snapshot(payload: dict) -> bool:
+    models = payload.get("models") or {}
+    return (payload.get("format") == FORMAT and {"g_ema", "d"} <= set(models)
+            and models["g_ema"].get("class") == "Generator")
+
+
 def release(src, dst) -> dict:
-    payload = torch.load(src, map_location="cpu", weights_only=True)
-    if (isinstance(payload, dict) and payload.get("format") == FORMAT
-            and {"g_ema", "d"} <= set(payload.get("models") or {})):
+    payload = read(src)
+    if is_stylegan2_snapshot(payload):
         payload = from_snapshot(payload)
     missing = [k for k in ("g_ema", "d", "latent_avg") if k not in payload]
     if missing:
