@@ -15,7 +15,7 @@ report: "workflow/report/workflow.rst"
 
 
 wildcard_constraints:
-    dataset="style|face",
+    dataset="style|face|natural",
 
 
 # Helpers (functions and constants, no rules), one file per concern.

@@ -4,7 +4,7 @@
 
 rule train_stylegan2:
     input:
-        face=f"{OUT}/data/face/lmdb",
+        face=stylegan2_faces(),
         init=pretrained_input((config.get("stylegan2") or {}).get("init_checkpoint")),
     output:
         checkpoint=model_path("stylegan2"),

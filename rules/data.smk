@@ -29,6 +29,31 @@ rule demo_portraits:
         " --identities {params.identities} --workers {threads} > {log} 2>&1"
 
 
+rule demo_natural_faces:
+    """The natural set (demo.n_natural): photo-like faces for the natural StyleGAN2 only."""
+    output:
+        face_raw=directory(f"{NATURAL_DEMO}/face/raw"),
+        face_landmarks=f"{NATURAL_DEMO}/face/landmarks.json",
+        truth=f"{NATURAL_DEMO}/truth.json",
+    log:
+        f"{OUT}/logs/demo_natural_faces.log",
+    benchmark:
+        f"{OUT}/benchmarks/demo_natural_faces.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: WORKERS
+    params:
+        out=NATURAL_DEMO,
+        seed=config["seed"] + NATURAL_SEED_OFFSET,
+        n_face=config["demo"].get("n_natural", 0),
+        canvas=config["demo"]["canvas"],
+        identities=config["demo"]["identities"],
+    shell:
+        "python -m workflow.demo.generate --out {params.out} --seed {params.seed}"
+        " --n-style 0 --n-face {params.n_face} --canvas {params.canvas}"
+        " --identities {params.identities} --workers {threads} > {log} 2>&1"
+
+
 rule demo_ood_reference:
     output:
         image=f"{OUT}/demo/ood/reference.png",

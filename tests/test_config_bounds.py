@@ -137,6 +137,30 @@ def test_train_mode_puts_the_natural_stylegan2_before_blendgan(tmp_path):
     assert out.count(f'"stylegan2_checkpoint": "{ckpt}"') == 2, out[-3000:]
 
 
+def _stylegan2_dry_run(tmp_path, n_natural):
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    set_key(cfg, "demo.n_natural", n_natural)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+                           "--directory", str(tmp_path), "-n", "-p", "release_stylegan2"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_natural_stylegan2_trains_on_the_natural_set_with_its_own_seed(tmp_path):
+    """demo.n_natural > 0: the StyleGAN2 reads data/natural/lmdb, generated with seed + 7 so
+    that no face set image is in it; 0: it reads the face set."""
+    out = _stylegan2_dry_run(tmp_path, 8000)
+    assert "--data results/data/natural/lmdb" in out, out[-3000:]
+    natural = out.split("rule demo_natural_faces:", 1)[1].split("\nrule ", 1)[0]
+    assert "--seed 7 --n-style 0 --n-face 8000" in natural, natural
+    assert "rule demo_portraits:" not in out  # the face set itself is not needed
+
+    out = _stylegan2_dry_run(tmp_path, 0)
+    assert "--data results/data/face/lmdb" in out and "demo_natural_faces" not in out, out[-3000:]
+
+
 def test_top_level_seed_reaches_every_trainer(tmp_path):
     """`seed: 1` seeds every trainer; a section's own loop.seed still wins."""
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())

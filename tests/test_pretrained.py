@@ -21,7 +21,8 @@ SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    log = []  # (path, Range header, bytes sent)
+    log = []  # (path, Range header, bytes sent), appended before replying: a test reads it
+              # as soon as the client has the reply (appended after, it raced under load)
     quota_pages_left = 0
 
     def log_message(self, *args):
@@ -49,35 +50,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if rng and self.path == "/file.bin":
                 start = int(re.match(r"bytes=(\d+)-", rng).group(1))
                 if start >= len(PAYLOAD):
+                    Handler.log.append((self.path, rng, 0))
                     self.send_response(416)
                     self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return Handler.log.append((self.path, rng, 0))
+                    return self.end_headers()
                 body = PAYLOAD[start:]
+                Handler.log.append((self.path, rng, len(body)))
                 self.send_response(206)
                 end = len(PAYLOAD) - 1
                 self.send_header("Content-Range", f"bytes {start}-{end}/{len(PAYLOAD)}")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
-                return Handler.log.append((self.path, rng, len(body)))
+                return self.wfile.write(body)
             return self._send(200, PAYLOAD, rng)
         self._send(404, b"?", rng)
 
     def _redirect(self, location):
+        Handler.log.append((self.path, None, 0))
         self.send_response(302)
         self.send_header("Location", location)
         self.send_header("Content-Length", "0")
         self.end_headers()
-        Handler.log.append((self.path, None, 0))
 
     def _send(self, status, body, rng, ctype="application/octet-stream"):
+        Handler.log.append((self.path, rng, len(body)))
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        Handler.log.append((self.path, rng, len(body)))
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,26 @@
 import json
 
 
+# The natural set: the demo's larger set of photo-like faces that only the natural StyleGAN2 trains
+# on (demo.n_natural). Its own seed keeps every face set image out of it, and it shares the face
+# set's settings (source, landmarks, filter).
+NATURAL = "natural"
+NATURAL_SEED_OFFSET = 7
+NATURAL_DEMO = f"{OUT}/demo_natural"
+
+
 def dataset_cfg(dataset):
-    return config["datasets"][dataset]
+    return config["datasets"]["face" if dataset == NATURAL else dataset]
+
+
+def uses_natural_set():
+    """Whether train_stylegan2 reads the natural set instead of the face set."""
+    return dataset_cfg("face")["source"] == "demo" and int((config.get("demo") or {}).get("n_natural") or 0) > 0
+
+
+def stylegan2_faces():
+    """The LMDB the natural StyleGAN2 trains on."""
+    return f"{OUT}/data/{NATURAL if uses_natural_set() else 'face'}/lmdb"
 
 
 def filter_settings(dataset):
@@ -20,6 +38,8 @@ def uses_demo():
 
 def raw_dir(dataset):
     """The folder of raw images the data rules read: demo output or the acquired set."""
+    if dataset == NATURAL:
+        return f"{NATURAL_DEMO}/face/raw"
     if dataset_cfg(dataset)["source"] == "demo":
         return f"{OUT}/demo/{dataset}/raw"
     return acquire_paths(dataset)["images"]
@@ -31,6 +51,8 @@ def given_landmarks(dataset):
     if cfg.get("landmarks", "file") != "file":
         return []
     source = cfg["source"]
+    if dataset == NATURAL:
+        return f"{NATURAL_DEMO}/face/landmarks.json"
     if source == "demo":
         return f"{OUT}/demo/{dataset}/landmarks.json"
     if source in ACQUIRE_LANDMARK_SOURCES:
