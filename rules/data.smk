@@ -43,7 +43,7 @@ rule demo_natural_faces:
         "../envs/data.yaml"
     threads: WORKERS
     params:
-        out=NATURAL_DEMO,
+        out=lambda w, output: os.path.dirname(output.truth),
         seed=config["seed"] + NATURAL_SEED_OFFSET,
         n_face=config["demo"].get("n_natural", 0),
         canvas=config["demo"]["canvas"],

@@ -2,7 +2,6 @@
 # Never `import workflow` here: Snakemake owns that name.
 import json
 
-
 # The natural set: the demo's larger set of photo-like faces that only the natural StyleGAN2 trains
 # on (demo.n_natural). Its own seed keeps every face set image out of it, and it shares the face
 # set's settings (source, landmarks, filter).
@@ -17,7 +16,10 @@ def dataset_cfg(dataset):
 
 def uses_natural_set():
     """Whether train_stylegan2 reads the natural set instead of the face set."""
-    return dataset_cfg("face")["source"] == "demo" and int((config.get("demo") or {}).get("n_natural") or 0) > 0
+    return (
+        dataset_cfg("face")["source"] == "demo"
+        and int((config.get("demo") or {}).get("n_natural") or 0) > 0
+    )
 
 
 def stylegan2_faces():
